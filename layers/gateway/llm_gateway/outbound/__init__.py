@@ -1,0 +1,1 @@
+"""Outbound HTTP to providers: one pooled client per process, credentials, error mapping."""

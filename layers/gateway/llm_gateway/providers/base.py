@@ -1,0 +1,170 @@
+"""The provider adapter interface.
+
+An adapter translates a normalized `ChatRequest` into one provider's wire format, calls it
+through the outbound client, and translates the answer back into `ChatResult` (buffered) or a
+sequence of `StreamDelta` (streamed). Adapters never import the pipeline; they get everything
+they need in a `ProviderCall`.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from llm_gateway.api.errors import GatewayError
+
+if TYPE_CHECKING:
+    from llm_gateway.api.models import ChatRequest
+    from llm_gateway.outbound.client import OutboundClient
+    from llm_gateway.registry.catalog import ModelSpec, ProviderSpec
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    """Normalized token counts. `input_tokens` includes cached reads and cache writes."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    # media units, for models priced per image / second / character
+    images: int = 0
+    seconds: float = 0.0
+    characters: int = 0
+    batch: bool = False
+
+    def add(self, other: "TokenUsage") -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        self.images += other.images
+        self.seconds += other.seconds
+        self.characters += other.characters
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """A buffered answer. `content` holds contract content parts as plain dicts."""
+
+    content: list[dict[str, Any]]
+    tool_calls: list[dict[str, Any]]
+    finish_reason: str
+    usage: TokenUsage
+    provider_response_id: str | None = None
+
+
+@dataclass(slots=True)
+class StreamDelta:
+    """One normalized streaming event.
+
+    `tool_calls` items follow the contract's `delta.tool_calls` shape:
+    `{"index": i, "id"?: str, "function": {"name"?: str, "arguments"?: str-fragment}}`.
+    The last delta of a stream carries `finish_reason` and `usage` (exact, as the provider
+    reported it).
+    """
+
+    text: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
+    usage: TokenUsage | None = None
+
+
+@dataclass(slots=True)
+class Deadline:
+    """Time-to-first-token and total budgets for one provider call (monotonic seconds)."""
+
+    ttft_s: float
+    total_s: float
+    started: float = field(default_factory=time.monotonic)
+
+    def remaining(self) -> float:
+        return self.total_s - (time.monotonic() - self.started)
+
+    def first_token_remaining(self) -> float:
+        return min(self.ttft_s - (time.monotonic() - self.started), self.remaining())
+
+
+@dataclass(slots=True)
+class ProviderCall:
+    request: "ChatRequest"
+    model: "ModelSpec"
+    deadline: Deadline
+    # tools resolved to one shape: {"name", "description", "parameters": <JSON Schema>}
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tenant_id: str = ""
+    request_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def response_schema(self) -> dict[str, Any] | None:
+        rs = self.request.response_schema
+        return rs.json_schema if rs is not None else None
+
+    @property
+    def provider(self) -> "ProviderSpec":
+        return self.model.provider
+
+
+class ProviderAdapter(ABC):
+    """Base class of every provider adapter (one module per provider under `providers/`)."""
+
+    kind: ClassVar[str]
+    # Content part types this provider accepts at all (per model, the registry narrows further).
+    accepted_parts: ClassVar[frozenset[str]] = frozenset({"text", "tool_call", "tool_result"})
+
+    def __init__(self, provider: "ProviderSpec", http: "OutboundClient") -> None:
+        self.provider = provider
+        self.http = http
+
+    def check(self, call: ProviderCall) -> None:
+        """Reject, before any network call, what this provider cannot take."""
+        for message in call.request.messages:
+            for part in message.content:
+                if part.type not in self.accepted_parts:
+                    raise GatewayError(
+                        "capability_not_supported",
+                        f"Provider '{self.provider.id}' ({self.kind}) does not accept '{part.type}' content parts.",
+                        provider=self.provider.id,
+                    )
+
+    @abstractmethod
+    def chat(self, call: ProviderCall) -> ChatResult:
+        """One buffered completion."""
+
+    def stream(self, call: ProviderCall) -> Iterator[StreamDelta]:
+        """A streamed completion; the default replays the buffered answer as one delta."""
+        result = self.chat(call)
+        text = "".join(p.get("text", "") for p in result.content if p.get("type") == "text")
+        if text:
+            yield StreamDelta(text=text)
+        if result.tool_calls:
+            yield StreamDelta(
+                tool_calls=[
+                    {"index": i, "id": tc["id"], "function": {"name": tc["name"], "arguments": _json(tc["arguments"])}}
+                    for i, tc in enumerate(result.tool_calls)
+                ]
+            )
+        yield StreamDelta(finish_reason=result.finish_reason, usage=result.usage)
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
+
+
+def text_of(parts: list[Any]) -> str:
+    """Concatenated text of a message's text parts (pydantic parts or dicts)."""
+    out = []
+    for p in parts:
+        if getattr(p, "type", None) == "text":
+            out.append(p.text)
+        elif isinstance(p, dict) and p.get("type") == "text":
+            out.append(p["text"])
+    return "".join(out)

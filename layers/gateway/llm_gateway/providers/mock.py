@@ -1,0 +1,181 @@
+"""The built-in `mock` provider: deterministic, offline, with real token counts.
+
+It is the local default, so it behaves like a real model on every feature the gateway
+normalizes: it answers text, calls the first offered tool (arguments built from the tool's
+schema), answers after tool results, emits JSON matching `response_schema`, honours
+`max_tokens` (finish `length`) and `stop`, and streams word by word. Token counts come from a
+simple word/punctuation tokenizer applied to the actual text, so they change with the input.
+Set `LLMGW_MOCK_LATENCY_MS` (or the model option `latency_ms`) to add a fixed delay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from llm_gateway.providers.base import (
+    ChatResult,
+    ProviderAdapter,
+    ProviderCall,
+    StreamDelta,
+    TokenUsage,
+    text_of,
+)
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+MESSAGE_OVERHEAD_TOKENS = 3
+MEDIA_PART_TOKENS = {"image": 85, "audio": 50, "video": 250, "document": 120}
+
+
+def count_tokens(text: str) -> int:
+    return len(_TOKEN.findall(text))
+
+
+def _input_tokens(call: ProviderCall) -> int:
+    total = 0
+    for message in call.request.messages:
+        total += MESSAGE_OVERHEAD_TOKENS
+        for part in message.content:
+            kind = part.type
+            if kind == "text":
+                total += count_tokens(part.text)
+            elif kind == "tool_result":
+                total += count_tokens(part.tool_result.content)
+            elif kind == "tool_call":
+                total += count_tokens(part.tool_call.name) + count_tokens(json.dumps(part.tool_call.arguments))
+            else:
+                total += MEDIA_PART_TOKENS.get(kind, 0)
+    for tool in call.tools:
+        total += count_tokens(tool["name"]) + count_tokens(json.dumps(tool.get("parameters", {})))
+    if call.response_schema is not None:
+        total += count_tokens(json.dumps(call.response_schema))
+    return total
+
+
+def example_for(schema: dict[str, Any], depth: int = 0) -> Any:
+    """A deterministic instance of a JSON Schema (the subset tools and structured output use)."""
+    if depth > 8:
+        return None
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return example_for(schema[key][0], depth + 1)
+    if schema.get("allOf"):
+        merged: dict[str, Any] = {}
+        for sub in schema["allOf"]:
+            merged.update(sub)
+        return example_for(merged, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or (kind is None and "properties" in schema):
+        props = schema.get("properties", {})
+        return {name: example_for(sub, depth + 1) for name, sub in props.items()}
+    if kind == "array":
+        n = max(1, schema.get("minItems", 1))
+        return [example_for(schema.get("items", {}), depth + 1) for _ in range(n)]
+    if kind == "string":
+        fmt = schema.get("format")
+        value = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01", "email": "user@example.com", "uri": "https://example.com"}.get(fmt, "mock")
+        return value.ljust(schema.get("minLength", 0), "x")
+    if kind == "integer":
+        return int(schema.get("minimum", 0))
+    if kind == "number":
+        return float(schema.get("minimum", 0))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return "mock"
+
+
+def _reply_text(call: ProviderCall) -> str:
+    last = call.request.messages[-1]
+    results = [p.tool_result for p in last.content if p.type == "tool_result"]
+    if results:
+        joined = "; ".join(f"{r.tool_call_id} -> {r.content}" for r in results)
+        return f"Based on the tool results ({joined}), here is the answer."
+    said = text_of(last.content).strip()
+    media = [p.type for p in last.content if p.type in MEDIA_PART_TOKENS]
+    seen = f" I received {len(media)} attachment(s): {', '.join(media)}." if media else ""
+    if not said:
+        return f"Hello from {call.model.id}.{seen}"
+    return f"You said: {said}{seen}"
+
+
+def _tool_call_for(call: ProviderCall) -> dict[str, Any] | None:
+    choice = call.request.tool_choice
+    if not call.tools or choice == "none":
+        return None
+    last = call.request.messages[-1]
+    if any(p.type == "tool_result" for p in last.content) and choice != "required" and not hasattr(choice, "name"):
+        return None
+    tool = call.tools[0]
+    if hasattr(choice, "name"):
+        tool = next((t for t in call.tools if t["name"] == choice.name), tool)
+    args = example_for(tool.get("parameters") or {"type": "object"})
+    digest = hashlib.sha256(f"{call.request_id}:{tool['name']}".encode()).hexdigest()[:24]
+    return {"id": f"call_{digest}", "name": tool["name"], "arguments": args if isinstance(args, dict) else {}}
+
+
+class MockAdapter(ProviderAdapter):
+    kind = "mock"
+    accepted_parts = frozenset({"text", "image", "audio", "video", "document", "tool_call", "tool_result"})
+
+    def _sleep(self, call: ProviderCall) -> None:
+        latency = call.model.options.get("latency_ms") or os.environ.get("LLMGW_MOCK_LATENCY_MS")
+        if latency:
+            time.sleep(float(latency) / 1000)
+
+    def _answer(self, call: ProviderCall) -> tuple[str, dict[str, Any] | None, str]:
+        tool_call = _tool_call_for(call)
+        if tool_call is not None:
+            return "", tool_call, "tool_calls"
+        if call.response_schema is not None:
+            text = json.dumps(example_for(call.response_schema), separators=(",", ":"))
+        else:
+            text = _reply_text(call)
+        finish = "stop"
+        for stop in call.request.stop or ():
+            if stop and stop in text:
+                text = text[: text.index(stop)]
+        limit = call.request.max_tokens
+        if limit is not None and count_tokens(text) > limit:
+            pieces = list(_TOKEN.finditer(text))
+            text = text[: pieces[limit - 1].end()]
+            finish = "length"
+        return text, None, finish
+
+    def chat(self, call: ProviderCall) -> ChatResult:
+        self._sleep(call)
+        text, tool_call, finish = self._answer(call)
+        usage = TokenUsage(input_tokens=_input_tokens(call))
+        if tool_call is not None:
+            usage.output_tokens = count_tokens(tool_call["name"]) + count_tokens(json.dumps(tool_call["arguments"]))
+            return ChatResult(content=[], tool_calls=[tool_call], finish_reason=finish, usage=usage)
+        usage.output_tokens = count_tokens(text)
+        return ChatResult(content=[{"type": "text", "text": text}], tool_calls=[], finish_reason=finish, usage=usage)
+
+    def stream(self, call: ProviderCall) -> Iterator[StreamDelta]:
+        self._sleep(call)
+        text, tool_call, finish = self._answer(call)
+        usage = TokenUsage(input_tokens=_input_tokens(call))
+        if tool_call is not None:
+            args = json.dumps(tool_call["arguments"], separators=(",", ":"))
+            yield StreamDelta(tool_calls=[{"index": 0, "id": tool_call["id"], "function": {"name": tool_call["name"], "arguments": ""}}])
+            for i in range(0, len(args), 16):
+                yield StreamDelta(tool_calls=[{"index": 0, "function": {"arguments": args[i : i + 16]}}])
+            usage.output_tokens = count_tokens(tool_call["name"]) + count_tokens(json.dumps(tool_call["arguments"]))
+        else:
+            for piece in re.findall(r"\S+\s*|\s+", text):
+                yield StreamDelta(text=piece)
+            usage.output_tokens = count_tokens(text)
+        yield StreamDelta(finish_reason=finish, usage=usage)
