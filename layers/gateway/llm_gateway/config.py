@@ -15,6 +15,8 @@ class Settings:
     keys_table: str
     tenants_table: str
     usage_table: str
+    types_table: str
+    types_cache_ttl_s: float
     files_bucket: str
     aws_endpoint_url: str | None
     region: str
@@ -31,6 +33,8 @@ def settings() -> Settings:
         keys_table=env("LLMGW_KEYS_TABLE", "llmgw-api-keys"),
         tenants_table=env("LLMGW_TENANTS_TABLE", "llmgw-tenants"),
         usage_table=env("LLMGW_USAGE_TABLE", "llmgw-usage"),
+        types_table=env("LLMGW_TYPES_TABLE", "llmgw-types"),
+        types_cache_ttl_s=float(env("LLMGW_TYPES_CACHE_TTL_S", "300")),
         files_bucket=env("LLMGW_FILES_BUCKET", "llmgw-files"),
         aws_endpoint_url=env("LLMGW_AWS_ENDPOINT_URL") or None,
         region=env("AWS_REGION") or env("AWS_DEFAULT_REGION") or "us-east-1",

@@ -48,3 +48,6 @@ def provision_and_seed(api_key: str = DEV_API_KEY) -> None:
 
     provision()
     ApiKeyStore().put(api_key, DEV_TENANT, DEV_USER, key_id="dev00000")
+    from llm_gateway.registry.types import SEED_DIR, load_seed
+
+    load_seed(os.environ.get("LLMGW_TYPES_SEED_DIR") or SEED_DIR)

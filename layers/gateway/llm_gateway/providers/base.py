@@ -103,6 +103,9 @@ class ProviderCall:
 
     @property
     def response_schema(self) -> dict[str, Any] | None:
+        """The structured-output schema, GTS references already resolved by the pipeline."""
+        if "response_schema" in self.extra:
+            return self.extra["response_schema"]
         rs = self.request.response_schema
         return rs.json_schema if rs is not None else None
 

@@ -15,6 +15,7 @@ TABLES: dict[str, tuple[str, str | None]] = {
     "keys_table": ("key_hash", None),
     "tenants_table": ("tenant_id", None),
     "usage_table": ("pk", "sk"),
+    "types_table": ("gts_id", None),
 }
 
 
