@@ -10,4 +10,5 @@ Each class is a `FakeServer` subclass with:
 
 FAKE_PROVIDERS: dict[str, str] = {
     # "openai": "tests.fakes.openai:FakeOpenAI",
+    "bedrock": "tests.fakes.bedrock:FakeBedrock",
 }
