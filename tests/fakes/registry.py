@@ -10,5 +10,6 @@ Each class is a `FakeServer` subclass with:
 
 FAKE_PROVIDERS: dict[str, str] = {
     # "openai": "tests.fakes.openai:FakeOpenAI",
+    "anthropic": "tests.fakes.anthropic:FakeAnthropic",
     "bedrock": "tests.fakes.bedrock:FakeBedrock",
 }
