@@ -114,6 +114,24 @@ class ProviderCall:
         return self.model.provider
 
 
+@dataclass(slots=True)
+class EmbedCall:
+    """One provider-sized batch of embedding inputs (the pipeline splits and rejoins)."""
+
+    model: "ModelSpec"
+    inputs: list[str]
+    deadline: Deadline
+    dimensions: int | None = None
+    tenant_id: str = ""
+    request_id: str = ""
+
+
+@dataclass(slots=True)
+class EmbedResult:
+    vectors: list[list[float]]  # one per input, same order
+    usage: TokenUsage
+
+
 class ProviderAdapter(ABC):
     """Base class of every provider adapter (one module per provider under `providers/`)."""
 
@@ -139,6 +157,14 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def chat(self, call: ProviderCall) -> ChatResult:
         """One buffered completion."""
+
+    def embed(self, call: EmbedCall) -> EmbedResult:
+        """Embeddings for one batch; providers with an embeddings API override this."""
+        raise GatewayError(
+            "capability_not_supported",
+            f"Provider '{self.provider.id}' ({self.kind}) has no embeddings support in the gateway.",
+            provider=self.provider.id,
+        )
 
     def stream(self, call: ProviderCall) -> Iterator[StreamDelta]:
         """A streamed completion; the default replays the buffered answer as one delta."""

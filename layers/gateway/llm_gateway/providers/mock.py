@@ -20,6 +20,8 @@ from typing import Any
 
 from llm_gateway.providers.base import (
     ChatResult,
+    EmbedCall,
+    EmbedResult,
     ProviderAdapter,
     ProviderCall,
     StreamDelta,
@@ -131,9 +133,7 @@ class MockAdapter(ProviderAdapter):
     accepted_parts = frozenset({"text", "image", "audio", "video", "document", "tool_call", "tool_result"})
 
     def _sleep(self, call: ProviderCall) -> None:
-        latency = call.model.options.get("latency_ms") or os.environ.get("LLMGW_MOCK_LATENCY_MS")
-        if latency:
-            time.sleep(float(latency) / 1000)
+        self._sleep_ms(call.model.options.get("latency_ms"))
 
     def _answer(self, call: ProviderCall) -> tuple[str, dict[str, Any] | None, str]:
         tool_call = _tool_call_for(call)
@@ -179,3 +179,24 @@ class MockAdapter(ProviderAdapter):
                 yield StreamDelta(text=piece)
             usage.output_tokens = count_tokens(text)
         yield StreamDelta(finish_reason=finish, usage=usage)
+
+    def embed(self, call: EmbedCall) -> EmbedResult:
+        """Deterministic unit vectors seeded by each text (same text, same vector)."""
+        self._sleep_ms(call.model.options.get("latency_ms"))
+        dims = call.dimensions or int(call.model.limits.get("dimensions", 256))
+        vectors = [_unit_vector(text, dims) for text in call.inputs]
+        return EmbedResult(vectors=vectors, usage=TokenUsage(input_tokens=sum(count_tokens(t) for t in call.inputs)))
+
+    def _sleep_ms(self, latency: object) -> None:
+        latency = latency or os.environ.get("LLMGW_MOCK_LATENCY_MS")
+        if latency:
+            time.sleep(float(latency) / 1000)
+
+
+def _unit_vector(text: str, dims: int) -> list[float]:
+    import random
+
+    rng = random.Random(hashlib.sha256(text.encode("utf-8")).digest())
+    raw = [rng.gauss(0.0, 1.0) for _ in range(dims)]
+    norm = sum(v * v for v in raw) ** 0.5 or 1.0
+    return [v / norm for v in raw]

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llm_gateway import resets
 from llm_gateway.api.errors import GatewayError
 from llm_gateway.config import settings
 from llm_gateway.registry import gts
@@ -185,6 +186,7 @@ def get_type_registry() -> TypeRegistry:
     return _registry
 
 
+@resets.register
 def reset_type_registry() -> None:
     global _registry
     _registry = None
