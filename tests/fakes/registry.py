@@ -12,4 +12,5 @@ FAKE_PROVIDERS: dict[str, str] = {
     # "openai": "tests.fakes.openai:FakeOpenAI",
     "anthropic": "tests.fakes.anthropic:FakeAnthropic",
     "bedrock": "tests.fakes.bedrock:FakeBedrock",
+    "gemini": "tests.fakes.gemini:FakeGemini",
 }
