@@ -1,0 +1,1 @@
+"""The CDK app of the LLM Gateway: `app.py` -> `stack.py` -> one construct per concern."""

@@ -1,0 +1,5 @@
+"""One construct per concern: data, layer, functions, api, streaming, observability.
+
+(The package shares its name with the `constructs` library; `infra/app.py` keeps `infra/` itself
+off `sys.path` so `import constructs` always means the library.)
+"""

@@ -1,0 +1,82 @@
+"""The HTTP API (API Gateway v2): routes from `spec.FUNCTIONS`, one Lambda integration per family,
+a `$default` stage with JSON access logs. Authentication is the gateway's own (API key / JWT
+checked in the pipeline), so routes carry no API Gateway authorizer."""
+
+from __future__ import annotations
+
+import json
+
+import jsii
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
+from constructs import Construct
+
+from infra.nag import acknowledge
+
+# Metadata only: no headers, no query strings, no bodies (they may carry keys or prompts).
+ACCESS_LOG_FORMAT = json.dumps({
+    "requestId": "$context.requestId",
+    "ip": "$context.identity.sourceIp",
+    "requestTime": "$context.requestTime",
+    "method": "$context.httpMethod",
+    "routeKey": "$context.routeKey",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "latencyMs": "$context.responseLatency",
+    "integrationLatencyMs": "$context.integrationLatency",
+    "integrationError": "$context.integrationErrorMessage",
+})
+
+
+@jsii.implements(apigwv2.IAccessLogSettings)
+class _AccessLogs:
+    def __init__(self, log_group: logs.ILogGroup) -> None:
+        self._destination = apigwv2.LogGroupLogDestination(log_group)
+
+    @property
+    def destination(self) -> apigwv2.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> apigw.AccessLogFormat:
+        return apigw.AccessLogFormat.custom(ACCESS_LOG_FORMAT)
+
+
+class HttpApi(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: dict[str, lambda_.IFunction],
+        routes: dict[str, tuple[tuple[str, str], ...]],
+        access_log_group: logs.ILogGroup,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.api = apigwv2.HttpApi(
+            self, "HttpApi",
+            description="LLM Gateway native API",
+            create_default_stage=False,
+        )
+        self.stage = apigwv2.HttpStage(
+            self, "DefaultStage",
+            http_api=self.api, stage_name="$default", auto_deploy=True,
+            access_log_settings=_AccessLogs(access_log_group),
+        )
+        self.route_keys: list[str] = []
+        for family, family_routes in routes.items():
+            integration = HttpLambdaIntegration(f"{family}Integration", functions[family])
+            for method, path in family_routes:
+                self.api.add_routes(path=path, methods=[apigwv2.HttpMethod(method)], integration=integration)
+                self.route_keys.append(f"{method} {path}")
+        acknowledge(self.api, "APIG4",
+                    "The gateway authenticates every request itself (API key hash lookup or JWT claims, "
+                    "pipeline step 1) and answers RFC 9457 problems; an API Gateway authorizer would repeat it.")
+
+    @property
+    def url(self) -> str:
+        return self.stage.url

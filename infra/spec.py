@@ -1,0 +1,145 @@
+"""What the stack deploys, as data: the one file later issues extend.
+
+Pure Python (no `aws_cdk` import) so the layer build script, the events tests and the infra
+tests can all read it cheaply.
+
+- Tables come from `llm_gateway.stores.provision.TABLES` (the same list local mode provisions),
+  so a table added there is deployed too; `TABLE_OPTIONS` adds what only AWS needs (TTL).
+- `FUNCTIONS` lists one Lambda per operation family: its folder under `functions/`, its HTTP API
+  routes, its sizing and what it may touch. Adding a family = one entry here + its folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The Lambda Python version. The layer's wheels are built for exactly this version
+# (pydantic-core and rpds-py ship per-ABI binaries), so change it here only.
+PYTHON_VERSION = "3.13"
+# Wheels for the Lambda architecture (ARM_64 / Graviton).
+PIP_PLATFORM = "manylinux2014_aarch64"
+
+# The gateway layer: `build/layer/python/...` (see infra/build_layer.py).
+LAYER_SOURCE = ROOT / "layers" / "gateway"
+LAYER_REQUIREMENTS = LAYER_SOURCE / "requirements.txt"
+# Deployed-only additions to the layer. Tracing is ACTIVE on AWS, and Powertools' Tracer needs
+# the X-Ray SDK there (local mode gets it from the `[local]` extra instead).
+LAYER_EXTRA_REQUIREMENTS: tuple[str, ...] = ("aws-xray-sdk>=2.14",)
+BUILD_DIR = ROOT / "build"
+LAYER_BUILD_DIR = BUILD_DIR / "layer"
+FUNCTIONS_SOURCE = ROOT / "functions"
+FUNCTIONS_BUILD_DIR = BUILD_DIR / "functions"
+
+# Environment the functions share (Powertools; metadata-only logging is enforced in code).
+POWERTOOLS_ENV = {
+    "POWERTOOLS_SERVICE_NAME": "llm-gateway",
+    "POWERTOOLS_METRICS_NAMESPACE": "LLMGateway",
+}
+
+# The AWS Lambda Web Adapter layer (account 753240598075 publishes it in every region).
+LWA_LAYER_ARN = "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:{version}"
+LWA_DEFAULT_VERSION = 25
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """AWS-only options for a table from `provision.TABLES` (key schemas stay there)."""
+
+    ttl_attribute: str | None = None
+
+
+# table setting (attribute of llm_gateway.config.Settings) -> AWS-only options
+TABLE_OPTIONS: dict[str, TableOptions] = {
+    "usage_table": TableOptions(ttl_attribute="ttl"),
+}
+
+
+def table_env_var(setting: str) -> str:
+    """`keys_table` -> `LLMGW_KEYS_TABLE` (the name llm_gateway/config.py reads)."""
+    return f"LLMGW_{setting.upper()}"
+
+
+FILES_BUCKET_ENV = "LLMGW_FILES_BUCKET"
+
+# S3 lifecycle: objects under these key prefixes expire after N days (overridable by the
+# `file_expiry_days` context value). Generated media lives under `generated/<tenant>/...`.
+DEFAULT_FILE_EXPIRY_DAYS: dict[str, int] = {"generated/": 7}
+
+READ, WRITE, READ_WRITE = "read", "write", "read_write"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    family: str  # folder under functions/ (also the construct id and log group suffix)
+    description: str
+    routes: tuple[tuple[str, str], ...] = ()  # HTTP API (method, path); empty = not on the API
+    handler: str = "handler.lambda_handler"
+    memory_mb: int = 1024
+    timeout_s: int = 29  # the HTTP API integration limit is 30 s
+    tables: dict[str, str] = field(default_factory=dict)  # table setting -> READ | WRITE | READ_WRITE
+    bucket: str | None = None  # READ | WRITE | READ_WRITE on the files bucket, or None
+    provider_secrets: bool = True  # may read provider credentials from Secrets Manager
+    # Extra pip requirements bundled into the function's own asset (build/functions/<family>).
+    # `functions/<family>/requirements.txt` is added to these when it exists.
+    requirements: tuple[str, ...] = ()
+
+
+# What every request needs: authenticate (keys, tenants) and report usage.
+REQUEST_TABLES = {"keys_table": READ, "tenants_table": READ, "usage_table": WRITE}
+# Generation also resolves GTS tool types and reads/writes media.
+CHAT_TABLES = {**REQUEST_TABLES, "types_table": READ}
+
+# Families served by the HTTP API (API Gateway v2 -> one Lambda per family).
+FUNCTIONS: tuple[FunctionSpec, ...] = (
+    FunctionSpec(
+        family="chat",
+        description="LLM Gateway chat: POST /chat/completions (buffered SSE for stream=true), GET /models",
+        routes=(("POST", "/chat/completions"), ("GET", "/models")),
+        tables=CHAT_TABLES,
+        bucket=READ_WRITE,
+    ),
+    FunctionSpec(
+        family="embeddings",
+        description="LLM Gateway embeddings: POST /embeddings",
+        routes=(("POST", "/embeddings"),),
+        tables=REQUEST_TABLES,
+    ),
+)
+
+# True streaming: an ASGI app under the Lambda Web Adapter behind a Function URL.
+CHAT_STREAM = FunctionSpec(
+    family="chat_stream",
+    description="LLM Gateway streaming chat (SSE) behind a Function URL with response streaming",
+    handler="run.sh",
+    timeout_s=300,
+    tables=CHAT_TABLES,
+    bucket=READ_WRITE,
+    requirements=("uvicorn>=0.30",),
+)
+
+ALL_FUNCTIONS: tuple[FunctionSpec, ...] = FUNCTIONS + (CHAT_STREAM,)
+
+
+def routes() -> dict[str, tuple[tuple[str, str], ...]]:
+    """family -> its HTTP API routes."""
+    return {spec.family: spec.routes for spec in FUNCTIONS if spec.routes}
+
+
+def route_keys() -> set[str]:
+    """Every HTTP API route key, e.g. `POST /chat/completions`."""
+    return {f"{method} {path}" for spec in FUNCTIONS for method, path in spec.routes}
+
+
+def provisioned_tables() -> dict[str, tuple[str, str | None]]:
+    """`provision.TABLES` (imports the gateway package from the repo when not installed)."""
+    import sys
+
+    src = str(LAYER_SOURCE)
+    if src not in sys.path:
+        sys.path.append(src)
+    from llm_gateway.stores.provision import TABLES
+
+    return dict(TABLES)

@@ -1,0 +1,65 @@
+"""The LLM Gateway stack: data, layer, functions, HTTP API, streaming, observability."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra import spec
+from infra.config import GatewayConfig
+from infra.constructs.api import HttpApi
+from infra.constructs.data import DataStore
+from infra.constructs.functions import Functions
+from infra.constructs.layer import GatewayLayer
+from infra.constructs.observability import Observability
+from infra.constructs.streaming import Streaming
+
+
+class GatewayStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: GatewayConfig, **kwargs: Any) -> None:
+        kwargs.setdefault("description", "LLM Gateway: one API in front of many LLM providers (HTTP API + streaming Function URL)")
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+
+        self.observability = Observability(
+            self, "Observability", retention_days=config.log_retention_days, retain=config.retain_data,
+        )
+        self.data = DataStore(
+            self, "Data",
+            tables=spec.provisioned_tables(), options=spec.TABLE_OPTIONS,
+            file_expiry_days=config.file_expiry_days, retain=config.retain_data,
+        )
+        self.layer = GatewayLayer(self, "GatewayLayer", asset=config.layer_path())
+
+        environment = {**config.extra_env, **config.provider_env}
+        self.functions = Functions(
+            self, "Functions",
+            specs=spec.FUNCTIONS,
+            code_paths={fs.family: config.function_path(fs) for fs in spec.FUNCTIONS},
+            layer=self.layer.layer, data=self.data, observability=self.observability,
+            environment=environment, provider_secret_prefix=config.provider_secret_prefix,
+        )
+        self.api = HttpApi(
+            self, "Api",
+            functions=self.functions.by_family, routes=spec.routes(),
+            access_log_group=self.observability.log_group("HttpApiAccessLogs"),
+        )
+        self.observability.watch_http_api(self.api.api)
+        self.streaming = Streaming(
+            self, "Streaming",
+            code=config.function_path(spec.CHAT_STREAM), layer=self.layer.layer,
+            lwa_layer_version=config.lwa_layer_version, data=self.data, observability=self.observability,
+            environment=environment, provider_secret_prefix=config.provider_secret_prefix,
+        )
+
+        CfnOutput(self, "HttpApiUrl", value=self.api.url,
+                  description="Native API base URL (POST chat/completions, GET models)")
+        CfnOutput(self, "ChatStreamUrl", value=self.streaming.url,
+                  description="Streaming endpoint (Function URL): POST <url>chat/completions with stream=true")
+        CfnOutput(self, "FilesBucketName", value=self.data.bucket.bucket_name)
+        for setting, table in self.data.tables.items():
+            CfnOutput(self, f"{''.join(p.capitalize() for p in setting.split('_'))}Name", value=table.table_name,
+                      description=f"{spec.table_env_var(setting)} for admin tools")
+        CfnOutput(self, "DashboardName", value=self.observability.dashboard.dashboard_name)
