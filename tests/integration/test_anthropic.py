@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
+
+from llm_gateway.media import samples
 
 from tests.conftest import user
 from tests.contract.schema_check import assert_valid
@@ -252,6 +255,23 @@ def test_temperature_out_of_range_fails_before_any_call(api, fake):
 def test_audio_is_refused_before_any_call(api, fake, use_catalog):
     provider, models = fake.catalog(["chat", "audio_in"])
     use_catalog([provider], models)
-    resp = api.chat({"model": MODEL_ID, "messages": [{"role": "user", "content": [{"type": "audio", "url": "https://example.com/a.wav"}]}]})
+    wav = "data:audio/wav;base64," + base64.b64encode(samples.wav(0.05)).decode()
+    resp = api.chat({"model": MODEL_ID, "messages": [{"role": "user", "content": [{"type": "audio", "url": wav}]}]})
     assert (resp.status, resp.json()["code"]) == (422, "capability_not_supported")
     assert fake.requests == []
+
+
+def test_inline_image_and_pdf_become_base64_sources(api, fake):
+    png, pdf = samples.png(8, 8), samples.pdf("Quarterly report")
+    fake.script(Script(text="A tiny image and a report."))
+    resp = api.chat({"model": MODEL_ID, "messages": [{"role": "user", "content": [
+        {"type": "image", "url": "data:image/png;base64," + base64.b64encode(png).decode()},
+        {"type": "document", "url": "data:application/pdf;base64," + base64.b64encode(pdf).decode()},
+        {"type": "text", "text": "Describe both."},
+    ]}]})
+    assert resp.status == 200, resp.body
+    blocks = fake.requests[-1].json()["messages"][0]["content"]
+    assert blocks[0] == {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": base64.b64encode(png).decode()}}
+    assert blocks[1] == {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": base64.b64encode(pdf).decode()}}
+    assert blocks[2] == {"type": "text", "text": "Describe both."}
+    assert fake.violations == []
