@@ -94,9 +94,11 @@ def sse_line(data: dict[str, Any]) -> bytes:
 class FakeGemini(FakeServer):
     provider_id = "gemini"
     model = MODEL
+    # every conformance feature but usage_cache_write (Gemini has no cache-write count: explicit caches are
+    # created by a separate API call and implicit caching is free to write)
     supports = frozenset({
-        "text", "multi_turn", "system", "image", "document", "tools", "tool_round_trip", "tool_choice",
-        "structured_output", "stream", "stream_tools", "usage_cache", "usage_reasoning", "errors", "stop",
+        "text", "multi_turn", "system", "image", "audio", "video", "document", "tools", "tool_round_trip", "tool_choice",
+        "structured_output", "stop", "max_tokens", "stream", "stream_tools", "usage_cache", "usage_reasoning", "errors",
     })
 
     def __init__(self, script: Script | None = None) -> None:
@@ -135,6 +137,46 @@ class FakeGemini(FakeServer):
         if options:
             model["options"] = options
         return provider, [model]
+
+    def received(self, req: FakeRequest) -> dict[str, Any]:
+        """The provider-neutral view of a recorded request (see tests/conformance/scenarios.py)."""
+        body = req.json()
+        parts: list[str] = []
+        texts: list[str] = []
+        for c in body.get("contents") or []:
+            role = "assistant" if c.get("role") == "model" else "user"
+            for p in c.get("parts") or []:
+                if "text" in p:
+                    parts.append(f"{role}:text")
+                    texts.append(p["text"])
+                elif "functionCall" in p:
+                    parts.append("assistant:tool_call")
+                elif "functionResponse" in p:
+                    parts.append("tool:tool_result")
+                else:
+                    media = p.get("inlineData") or p.get("fileData") or {}
+                    mime = media.get("mimeType") or ""
+                    kind = "document" if mime == "application/pdf" else mime.partition("/")[0]
+                    parts.append(f"{role}:{kind}")
+        system = body.get("systemInstruction")
+        fcc = (body.get("toolConfig") or {}).get("functionCallingConfig")
+        choice = None
+        if fcc:
+            allowed = fcc.get("allowedFunctionNames") or []
+            choice = allowed[0] if fcc.get("mode") == "ANY" and len(allowed) == 1 else {"AUTO": "auto", "NONE": "none", "ANY": "required"}.get(fcc.get("mode"))
+        gc = body.get("generationConfig") or {}
+        return {
+            "system": "".join(p.get("text", "") for p in system["parts"]) if system else None,
+            "parts": parts,
+            "texts": texts,
+            "tools": [d["name"] for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []],
+            "tool_choice": choice,
+            "schema": "responseSchema" in gc or "responseJsonSchema" in gc,
+            "stream": req.path.endswith(":streamGenerateContent"),
+            "max_tokens": gc.get("maxOutputTokens"),
+            "stop": gc.get("stopSequences"),
+            "temperature": gc.get("temperature"),
+        }
 
     # ---------------------------------------------------------------- request checks
     def check(self, req: FakeRequest) -> str | None:
