@@ -109,15 +109,18 @@ def decode_frames(data: bytes) -> list[tuple[dict[str, str], bytes]]:
 class FakeBedrock(FakeServer):
     """Serves a `Script` as Bedrock Converse / ConverseStream answers."""
 
+    # conformance features (tests/conformance/scenarios.py); Bedrock reports no reasoning-token detail
     supports = frozenset({
-        "text", "multi_turn", "system", "image", "document", "tools", "tool_round_trip", "structured_output",
-        "stream", "stream_tools", "errors", "usage_cache", "stop", "max_tokens",
+        "text", "multi_turn", "system", "image", "audio", "video", "document", "tools", "tool_choice",
+        "tool_round_trip", "structured_output", "stop", "max_tokens", "stream", "stream_tools",
+        "usage_cache", "usage_cache_write", "errors",
     })
     model_id = MODEL_ID
 
     def __init__(self) -> None:
         super().__init__()
         self._script = Script()
+        self.violations: list[str] = []  # requests answered with a 4xx because they were malformed
         # a mid-stream exception event: (exception type, message, after N events) or None
         self.stream_exception: tuple[str, str, int] | None = None
         self.route("POST", r"/model/(?P<model>[^/]+)/converse", self._converse)
@@ -151,7 +154,54 @@ class FakeBedrock(FakeServer):
         m = re.match(r"/model/([^/]+)/", req.path)
         return unquote(m.group(1)) if m else ""
 
+    def received(self, req: FakeRequest) -> dict[str, Any]:
+        """The provider-neutral view of one recorded request (see tests/conformance/scenarios.py)."""
+        from llm_gateway.providers.bedrock import ANSWER_TOOL
+
+        body = req.json()
+        system = [b["text"] for b in body.get("system") or () if "text" in b]
+        parts: list[str] = []
+        texts: list[str] = []
+        for m in body["messages"]:
+            for block in m["content"]:
+                kind = next(iter(block))
+                if kind == "toolResult":
+                    parts.append("tool:tool_result")
+                elif kind == "toolUse":
+                    parts.append(f"{m['role']}:tool_call")
+                else:
+                    parts.append(f"{m['role']}:{kind}")
+                    if kind == "text":
+                        texts.append(block["text"])
+        cfg = body.get("toolConfig") or {}
+        names = [t["toolSpec"]["name"] for t in cfg.get("tools", []) if "toolSpec" in t]
+        answer = [n for n in names if n.rstrip("_") == ANSWER_TOOL]
+        choice = cfg.get("toolChoice") or {}
+        tool_choice = ("auto" if "auto" in choice else "required" if "any" in choice
+                       else choice["tool"]["name"] if "tool" in choice else None)
+        if answer and tool_choice == answer[0]:
+            tool_choice = None  # the structured-output answer tool, not the caller's choice
+        inference = body.get("inferenceConfig") or {}
+        return {
+            "system": "\n".join(system) if system else None,
+            "parts": parts,
+            "texts": texts,
+            "tools": [n for n in names if n not in answer],
+            "tool_choice": tool_choice,
+            "schema": bool(answer) or "outputConfig" in body,
+            "stream": req.path.endswith("/converse-stream"),
+            "max_tokens": inference.get("maxTokens"),
+            "stop": inference.get("stopSequences"),
+            "temperature": inference.get("temperature"),
+        }
+
     def _check(self, req: FakeRequest) -> Reply | None:
+        reply = self._check_request(req)
+        if reply is not None:
+            self.violations.append(f"{req.method} {req.path}: {reply.json['message']}")
+        return reply
+
+    def _check_request(self, req: FakeRequest) -> Reply | None:
         auth = req.headers.get("authorization", "")
         if not auth.startswith("AWS4-HMAC-SHA256 Credential=") or "/bedrock/aws4_request" not in auth or "x-amz-date" not in req.headers:
             return _error(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
