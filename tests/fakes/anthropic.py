@@ -61,9 +61,10 @@ def frame(data: dict[str, Any]) -> bytes:
 class FakeAnthropic(FakeServer):
     provider_id = "anthropic"
     model = MODEL
+    # conformance features (tests/conformance/scenarios.py): no audio, video or reasoning-token detail
     supports = frozenset({
-        "text", "multi_turn", "system", "image", "document", "tools", "tool_round_trip", "tool_choice",
-        "structured_output", "stream", "stream_tools", "usage_cache", "errors", "stop",
+        "text", "multi_turn", "system", "image", "document", "tools", "tool_choice", "tool_round_trip",
+        "structured_output", "stop", "max_tokens", "stream", "stream_tools", "usage_cache", "usage_cache_write",
     })
 
     def __init__(self, script: Script | None = None) -> None:
@@ -94,6 +95,42 @@ class FakeAnthropic(FakeServer):
         if options:
             model["options"] = options
         return provider, [model]
+
+    # ---------------------------------------------------------------- what was sent, provider-neutral
+    @staticmethod
+    def received(req: FakeRequest) -> dict[str, Any]:
+        """The conformance suite's provider-neutral view of one recorded request."""
+        body = req.json()
+        system = body.get("system")
+        if isinstance(system, list):
+            system = "\n\n".join(b.get("text", "") for b in system)
+        parts: list[str] = []
+        texts: list[str] = []
+        for m in body.get("messages") or []:
+            content = m["content"] if isinstance(m["content"], list) else [{"type": "text", "text": m["content"]}]
+            for b in content:
+                kind = b.get("type")
+                if kind == "tool_result":
+                    parts.append("tool:tool_result")
+                    continue
+                parts.append(f"{m['role']}:{'tool_call' if kind == 'tool_use' else kind}")
+                if kind == "text":
+                    texts.append(b["text"])
+        choice = body.get("tool_choice")
+        if choice is not None:
+            choice = {"auto": "auto", "any": "required", "none": "none"}.get(choice.get("type")) or choice.get("name")
+        return {
+            "system": system or None,
+            "parts": parts,
+            "texts": texts,
+            "tools": [t["name"] for t in body.get("tools") or [] if t["name"] != "json_response"],
+            "tool_choice": choice,
+            "schema": bool((body.get("output_config") or {}).get("format") or body.get("output_format")),
+            "stream": bool(body.get("stream")),
+            "max_tokens": body.get("max_tokens"),
+            "stop": body.get("stop_sequences"),
+            "temperature": body.get("temperature"),
+        }
 
     # ---------------------------------------------------------------- request checks
     def check(self, req: FakeRequest) -> str | None:
@@ -282,35 +319,36 @@ class FakeAnthropic(FakeServer):
         return STOP_REASON[s.finish]
 
     def _events(self, s: Script, body: dict[str, Any], blocks: list[dict[str, Any]]) -> list[bytes]:
-        start_usage = self._usage(s, 1)
+        """Network chunks. Like the real API, the first write carries `message_start`, the first
+        `content_block_start` and a `ping`; after that one event per chunk (pings in between)."""
         out = [frame({"type": "message_start", "message": {
             "id": "msg_fake_01", "type": "message", "role": "assistant", "model": body["model"], "content": [],
-            "stop_reason": None, "stop_sequence": None, "usage": start_usage}})]
-        out.append(frame({"type": "ping"}))
+            "stop_reason": None, "stop_sequence": None, "usage": self._usage(s, 1)}})]
         content_events = 0
         for index, block in enumerate(blocks):
             if block["type"] == "text":
-                out.append(frame({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}))
-                pieces = _split_words(block["text"])
-                for k, piece in enumerate(pieces):
-                    out.append(frame({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}))
-                    content_events += 1
-                    if k == 1:
-                        out.append(frame({"type": "ping"}))
-                    if self.stream_error and content_events == self.stream_error_after:
-                        return out + [self._error_frame(self.stream_error)]
+                start = frame({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
+                deltas = [{"type": "text_delta", "text": piece} for piece in _split_words(block["text"])]
             else:
-                out.append(frame({"type": "content_block_start", "index": index, "content_block": {
-                    "type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}}))
+                start = frame({"type": "content_block_start", "index": index, "content_block": {
+                    "type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}})
+                start += frame({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": ""}})
                 args = json.dumps(block["input"])
-                out.append(frame({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": ""}}))
-                for k in range(0, len(args), 12):
-                    out.append(frame({"type": "content_block_delta", "index": index,
-                                      "delta": {"type": "input_json_delta", "partial_json": args[k:k + 12]}}))
-                    content_events += 1
-                    if self.stream_error and content_events == self.stream_error_after:
-                        return out + [self._error_frame(self.stream_error)]
+                deltas = [{"type": "input_json_delta", "partial_json": args[k:k + 12]} for k in range(0, len(args), 12)]
+            if index == 0:
+                out[0] += start + frame({"type": "ping"})
+            else:
+                out.append(start)
+            for k, delta in enumerate(deltas):
+                out.append(frame({"type": "content_block_delta", "index": index, "delta": delta}))
+                content_events += 1
+                if k == 1:
+                    out.append(frame({"type": "ping"}))
+                if self.stream_error and content_events == self.stream_error_after:
+                    return out + [self._error_frame(self.stream_error)]
             out.append(frame({"type": "content_block_stop", "index": index}))
+        if not blocks:
+            out[0] += frame({"type": "ping"})
         if self.stream_error:
             return out + [self._error_frame(self.stream_error)]
         out.append(frame({"type": "message_delta", "delta": {"stop_reason": self._stop_reason(s, blocks), "stop_sequence": None},
