@@ -1,0 +1,326 @@
+"""The synthesized CloudFormation template: what is deployed, how it is wired, who may do what."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from infra import spec
+
+pytestmark = pytest.mark.infra
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def http_functions(built) -> dict[str, Any]:
+    return dict(built.stack.functions.by_family)
+
+
+def all_functions(built) -> dict[str, Any]:
+    return {**http_functions(built), spec.CHAT_STREAM.family: built.stack.streaming.function}
+
+
+# -- data -----------------------------------------------------------------------------------
+
+
+def test_tables_match_provision_tables_exactly(built):
+    """The key schemas deployed on AWS are the ones local mode provisions (provision.TABLES)."""
+    from llm_gateway.stores.provision import TABLES
+
+    tables = built.resources("AWS::DynamoDB::Table")
+    assert len(tables) == len(TABLES)
+    deployed = {}
+    for setting, table in built.stack.data.tables.items():
+        props = tables[built.logical_id(table)]["Properties"]
+        keys = {k["KeyType"]: k["AttributeName"] for k in props["KeySchema"]}
+        deployed[setting] = (keys["HASH"], keys.get("RANGE"))
+        assert {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]} == {
+            name: "S" for name in (keys["HASH"], keys.get("RANGE")) if name
+        }
+    assert deployed == dict(TABLES)
+
+
+def test_tables_are_on_demand_encrypted_with_point_in_time_recovery(built):
+    for props in (r["Properties"] for r in built.resources("AWS::DynamoDB::Table").values()):
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["SSESpecification"]["SSEEnabled"] is True
+    for resource in built.resources("AWS::DynamoDB::Table").values():
+        assert resource["DeletionPolicy"] == "Retain"  # retainData defaults to true
+
+
+def test_ttl_only_where_items_expire(built):
+    tables = built.resources("AWS::DynamoDB::Table")
+    for setting, table in built.stack.data.tables.items():
+        props = tables[built.logical_id(table)]["Properties"]
+        ttl = spec.TABLE_OPTIONS.get(setting, spec.TableOptions()).ttl_attribute
+        if ttl:
+            assert props["TimeToLiveSpecification"] == {"AttributeName": ttl, "Enabled": True}
+        else:
+            assert "TimeToLiveSpecification" not in props
+    usage = tables[built.logical_id(built.stack.data.tables["usage_table"])]["Properties"]
+    assert usage["TimeToLiveSpecification"]["AttributeName"] == "ttl"  # what stores/usage.py writes
+
+
+def test_table_construct_ids_are_stable():
+    from infra.constructs.data import table_construct_id
+
+    # renaming these would replace (empty) the deployed tables
+    assert table_construct_id("keys_table") == "KeysTable"
+    assert table_construct_id("usage_table") == "UsageTable"
+
+
+def test_files_bucket_is_private_encrypted_tls_only_and_expires_generated_media(built):
+    (bucket,) = built.resources("AWS::S3::Bucket").values()
+    props = bucket["Properties"]
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"
+    }
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+    }
+    rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
+    generated = [r for r in rules.values() if r.get("Prefix") == "generated/"]
+    assert len(generated) == 1
+    assert generated[0]["ExpirationInDays"] == spec.DEFAULT_FILE_EXPIRY_DAYS["generated/"]
+    assert generated[0]["Status"] == "Enabled"
+    assert rules["abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    (policy,) = built.resources("AWS::S3::BucketPolicy").values()
+    deny_http = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    assert deny_http and deny_http[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_generated_prefix_matches_file_storage_layout():
+    from llm_gateway.stores.files import tenant_prefixes
+
+    assert tenant_prefixes("t1")[1].startswith(next(iter(spec.DEFAULT_FILE_EXPIRY_DAYS)))
+
+
+# -- functions ------------------------------------------------------------------------------
+
+
+def test_every_function_runs_arm64_python_with_the_layer_tracing_and_log_retention(built):
+    layer_id = built.logical_id(built.stack.layer.layer)
+    log_groups = built.resources("AWS::Logs::LogGroup")
+    assert all(lg["Properties"]["RetentionInDays"] == 30 for lg in log_groups.values())
+    for family, fn in all_functions(built).items():
+        props = built.function(fn)
+        assert props["Runtime"] == f"python{spec.PYTHON_VERSION}", family
+        assert props["Architectures"] == ["arm64"], family
+        assert {"Ref": layer_id} in props["Layers"], family
+        assert props["TracingConfig"] == {"Mode": "Active"}, family
+        assert props["LoggingConfig"]["LogGroup"]["Ref"] in log_groups, family
+        env = props["Environment"]["Variables"]
+        assert env["POWERTOOLS_SERVICE_NAME"] == "llm-gateway"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "LLMGateway"
+
+
+def test_chat_function_shape(built):
+    props = built.function(built.stack.functions.by_family["chat"])
+    assert props["Handler"] == "handler.lambda_handler"
+    assert props["MemorySize"] == 1024
+    assert props["Timeout"] == 29
+    assert props["Layers"] == [{"Ref": built.logical_id(built.stack.layer.layer)}]
+
+
+def test_layer_is_arm64_for_the_function_runtime(built):
+    (layer,) = built.resources("AWS::Lambda::LayerVersion").values()
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Properties"]["CompatibleRuntimes"] == [f"python{spec.PYTHON_VERSION}"]
+
+
+def test_functions_get_the_real_table_and_bucket_names_config_reads(built, monkeypatch):
+    """Each LLMGW_* name set on the functions is one llm_gateway/config.py actually reads."""
+    from llm_gateway.config import reset_settings, settings
+
+    bucket_id = built.logical_id(built.stack.data.bucket)
+    expected = {spec.table_env_var(s): {"Ref": built.logical_id(t)} for s, t in built.stack.data.tables.items()}
+    expected[spec.FILES_BUCKET_ENV] = {"Ref": bucket_id}
+    for family, fn in all_functions(built).items():
+        env = built.function(fn)["Environment"]["Variables"]
+        assert {k: env.get(k) for k in expected} == expected, family
+
+    attrs = {spec.table_env_var(s): s for s in built.stack.data.tables} | {spec.FILES_BUCKET_ENV: "files_bucket"}
+    for name, attr in attrs.items():
+        monkeypatch.setenv(name, f"deployed-{attr}")
+    reset_settings()
+    try:
+        assert {attr: getattr(settings(), attr) for attr in attrs.values()} == {a: f"deployed-{a}" for a in attrs.values()}
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+
+
+# -- HTTP API -------------------------------------------------------------------------------
+
+
+def test_http_api_routes_are_the_spec_routes_each_on_its_family_function(built):
+    routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in built.resources("AWS::ApiGatewayV2::Route").values()}
+    assert set(routes) == spec.route_keys()
+    assert {"POST /chat/completions", "GET /models"} <= set(routes)
+    integrations = built.resources("AWS::ApiGatewayV2::Integration")
+    for fs in spec.FUNCTIONS:
+        fn_id = built.logical_id(built.stack.functions.by_family[fs.family])
+        for method, path in fs.routes:
+            route = routes[f"{method} {path}"]
+            assert route["AuthorizationType"] == "NONE"  # the gateway authenticates itself
+            integration_id = route["Target"]["Fn::Join"][1][1]["Ref"]
+            props = integrations[integration_id]["Properties"]
+            assert props["IntegrationType"] == "AWS_PROXY" and props["PayloadFormatVersion"] == "2.0"
+            assert props["IntegrationUri"] == {"Fn::GetAtt": [fn_id, "Arn"]}
+
+
+def test_deployed_routes_and_local_server_routes_agree():
+    """The local server (llm_gateway/local/routes.py) sends each deployed route to the same handler."""
+    from llm_gateway.local.routes import handler_module_for
+
+    for fs in spec.FUNCTIONS:
+        for _, path in fs.routes:
+            assert handler_module_for(path) == f"functions.{fs.family}.handler", path
+
+
+def test_every_family_folder_has_its_entry_point():
+    for fs in spec.ALL_FUNCTIONS:
+        entry = fs.handler if fs.handler.endswith(".sh") else fs.handler.rsplit(".", 1)[0] + ".py"
+        assert (spec.FUNCTIONS_SOURCE / fs.family / entry).is_file(), fs.family
+
+
+def test_stage_is_auto_deployed_default_with_metadata_only_access_logs(built):
+    (stage,) = built.resources("AWS::ApiGatewayV2::Stage").values()
+    props = stage["Properties"]
+    assert props["StageName"] == "$default" and props["AutoDeploy"] is True
+    fmt = json.loads(props["AccessLogSettings"]["Format"])
+    assert fmt["requestId"] == "$context.requestId"
+    assert not any("header" in v or "body" in v or "querystring" in v.lower() for v in fmt.values())
+
+
+# -- streaming ------------------------------------------------------------------------------
+
+
+def test_chat_stream_runs_the_asgi_app_under_the_web_adapter(built):
+    from infra.constructs.streaming import web_adapter_env
+
+    props = built.function(built.stack.streaming.function)
+    assert props["Handler"] == "run.sh"
+    assert props["Timeout"] == spec.CHAT_STREAM.timeout_s and 29 < props["Timeout"] <= 900
+    env = props["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert env["PORT"] == "8080" == web_adapter_env()["PORT"]
+    assert "AWS_LWA_ENABLE_COMPRESSION" not in env  # not supported with streaming
+    layers = props["Layers"]
+    assert {"Ref": built.logical_id(built.stack.layer.layer)} in layers
+    assert {"Fn::Sub": f"arn:aws:lambda:${{AWS::Region}}:753240598075:layer:LambdaAdapterLayerArm64:{spec.LWA_DEFAULT_VERSION}"} in layers
+
+
+def test_chat_stream_function_url_streams_and_leaves_auth_to_the_app(built):
+    fn_id = built.logical_id(built.stack.streaming.function)
+    (url,) = built.resources("AWS::Lambda::Url").values()
+    assert url["Properties"] == {
+        "AuthType": "NONE", "InvokeMode": "RESPONSE_STREAM", "TargetFunctionArn": {"Fn::GetAtt": [fn_id, "Arn"]},
+    }
+    public = [p["Properties"] for p in built.resources("AWS::Lambda::Permission").values() if p["Properties"]["Principal"] == "*"]
+    assert {p["Action"] for p in public} <= {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
+    for p in public:  # public invocation only through the URL
+        assert p["FunctionName"] == {"Fn::GetAtt": [fn_id, "Arn"]}
+        assert p.get("FunctionUrlAuthType") == "NONE" or p.get("InvokedViaFunctionUrl") is True
+
+
+def test_chat_stream_script_starts_uvicorn_on_port_with_the_layer_on_pythonpath():
+    run = (spec.FUNCTIONS_SOURCE / "chat_stream" / "run.sh")
+    text = run.read_text()
+    assert run.stat().st_mode & 0o111, "run.sh must be executable (it is the Lambda handler)"
+    assert "uvicorn" in text and "app:app" in text and "PORT" in text and "/opt/python" in text
+    assert any(r.startswith("uvicorn") for r in spec.CHAT_STREAM.requirements)
+
+
+def test_outputs_name_both_endpoints(built):
+    outputs = built.json["Outputs"]
+    assert {"HttpApiUrl", "ChatStreamUrl", "FilesBucketName", "KeysTableName"} <= set(outputs)
+    assert outputs["ChatStreamUrl"]["Value"]["Fn::GetAtt"][1] == "FunctionUrl"
+
+
+# -- IAM: least privilege -------------------------------------------------------------------
+
+
+def test_no_service_wide_wildcard_actions_and_star_resources_only_for_xray(built):
+    for family, fn in all_functions(built).items():
+        for st in built.role_statements(fn):
+            actions = as_list(st["Action"])
+            assert not any(a == "*" or a.endswith(":*") for a in actions), (family, actions)
+            if "*" in as_list(st["Resource"]):
+                assert all(a.startswith("xray:") for a in actions), (family, st)
+
+
+def test_chat_reads_keys_writes_usage_and_touches_s3_objects_only_in_its_bucket(built):
+    data = built.stack.data
+    statements = built.role_statements(built.stack.functions.by_family["chat"])
+
+    def actions_on(resource_id: str) -> set[str]:
+        out: set[str] = set()
+        for st in statements:
+            for res in as_list(st["Resource"]):
+                if res == {"Fn::GetAtt": [resource_id, "Arn"]}:
+                    out |= set(as_list(st["Action"]))
+        return out
+
+    keys = actions_on(built.logical_id(data.tables["keys_table"]))
+    assert "dynamodb:GetItem" in keys and not keys & {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    usage = actions_on(built.logical_id(data.tables["usage_table"]))
+    assert "dynamodb:PutItem" in usage and not usage & {"dynamodb:GetItem", "dynamodb:Scan", "dynamodb:Query"}
+
+    bucket_id = built.logical_id(data.bucket)
+    s3 = [st for st in statements if any(a.startswith("s3:") for a in as_list(st["Action"]))]
+    assert s3
+    for st in s3:
+        assert set(as_list(st["Action"])) <= {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
+        assert "*" not in as_list(st["Resource"])
+        assert bucket_id in json.dumps(st["Resource"])
+    assert not any("s3:DeleteObject" in as_list(st["Action"]) for st in statements)
+
+
+def test_embeddings_has_no_bucket_access(built):
+    statements = built.role_statements(built.stack.functions.by_family["embeddings"])
+    assert not any(a.startswith("s3:") for st in statements for a in as_list(st["Action"]))
+
+
+def test_provider_secrets_are_read_only_under_the_prefix(built):
+    for family, fn in all_functions(built).items():
+        secret = [st for st in built.role_statements(fn) if any(a.startswith("secretsmanager:") for a in as_list(st["Action"]))]
+        assert len(secret) == 1, family
+        assert as_list(secret[0]["Action"]) == ["secretsmanager:GetSecretValue"]
+        assert json.dumps(secret[0]["Resource"]).endswith(':secret:llmgw/*"]]}')
+
+
+def test_roles_use_no_aws_managed_policies_and_log_only_to_their_group(built):
+    for role in built.resources("AWS::IAM::Role").values():
+        assert not role["Properties"].get("ManagedPolicyArns")
+    for family, fn in all_functions(built).items():
+        log_group = built.function(fn)["LoggingConfig"]["LogGroup"]["Ref"]
+        logs = [st for st in built.role_statements(fn) if any(a.startswith("logs:") for a in as_list(st["Action"]))]
+        assert logs and all(st["Resource"] == {"Fn::GetAtt": [log_group, "Arn"]} for st in logs), family
+
+
+def test_every_table_a_function_may_use_is_deployed_and_every_deployed_table_is_used(built):
+    """A table added to provision.TABLES is deployed automatically; this reminds you to grant it."""
+    used = {t for fs in spec.ALL_FUNCTIONS for t in fs.tables}
+    deployed = set(built.stack.data.tables)
+    assert used <= deployed
+    unused = deployed - used
+    assert not unused, (
+        f"tables {sorted(unused)} are deployed but no function may access them: "
+        "add them to a FunctionSpec's `tables` in infra/spec.py"
+    )
+
+
+# -- observability --------------------------------------------------------------------------
+
+
+def test_alarms_and_dashboard(built):
+    alarms = built.resources("AWS::CloudWatch::Alarm")
+    assert len(alarms) == 2 * len(spec.ALL_FUNCTIONS) + 1  # errors + throttles each, API 5xx
+    assert len(built.resources("AWS::CloudWatch::Dashboard")) == 1
