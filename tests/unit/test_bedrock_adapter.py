@@ -483,3 +483,29 @@ def test_event_stream_encoder_round_trips_and_botocore_decodes_it():
     messages = list(buf)
     assert [m.headers[":message-type"] for m in messages] == ["event", "exception", "event"]
     assert json.loads(messages[1].payload) == {"message": "slow"}
+
+
+def test_credential_sources_from_the_catalog(monkeypatch, tmp_path):
+    """An explicit profile outranks the AWS_* env keys (local mode points those at its emulator);
+    env-named keys work too; a missing source is a clear provider_error, never a crash."""
+    creds = tmp_path / "credentials"
+    creds.write_text("[bedrock-dev]\naws_access_key_id = AKIAPROFILEKEY000000\naws_secret_access_key = profile-secret\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+
+    def adapter_with(credential: dict[str, Any]) -> BedrockAdapter:
+        model = Catalog({"providers": [{"id": "bedrock", "kind": "bedrock", "base_url": "http://127.0.0.1:9", "region": "us-east-1",
+                                        "credential": credential}],
+                         "models": [{"id": f"bedrock::{MODEL}"}]}).lookup(f"bedrock::{MODEL}")
+        return BedrockAdapter(model.provider, None)
+
+    c = adapter_with({"aws": True, "profile": "bedrock-dev"}).client(5)
+    assert c._request_signer._credentials.access_key == "AKIAPROFILEKEY000000"  # not the env's "testing"
+    monkeypatch.setenv("BEDROCK_KEY", "AKIAENVNAMEDKEY00000")
+    monkeypatch.setenv("BEDROCK_SECRET", "s")
+    c = adapter_with({"aws": True, "access_key_env": "BEDROCK_KEY", "secret_key_env": "BEDROCK_SECRET"}).client(5)
+    assert c._request_signer._credentials.access_key == "AKIAENVNAMEDKEY00000"
+    for bad in ({"aws": True, "profile": "nope"}, {"aws": True, "access_key_env": "UNSET_KEY", "secret_key_env": "UNSET_SECRET"}):
+        with pytest.raises(GatewayError) as e:
+            adapter_with(bad).client(5)
+        assert e.value.code == "provider_error" and "AKIA" not in e.value.detail

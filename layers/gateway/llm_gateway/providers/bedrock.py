@@ -9,10 +9,14 @@ endpoints): its endpoint comes from the catalog alone.
 Client: created lazily on first use and reused; region from the catalog provider's `region`
 (else the AWS default chain); `endpoint_url` from the provider's `base_url` when set (a VPC
 endpoint, or a local fake in tests); credentials from the normal AWS chain (Lambda role, env,
-profile). botocore fixes timeouts per client, so the adapter keeps a small LRU of clients keyed
-by read timeout (rounded up to 0.1 s below 10 s, to 1 s above): buffered calls use the remaining
-total budget, streams the time-to-first-token budget (also the longest allowed gap between two
-events; the total budget is checked between events). Retries are off (the gateway falls back
+profile), or from the catalog's `credential`: `{"aws": true, "profile": "<name>"}` (an explicit
+profile, which outranks the `AWS_*` environment keys — what local mode needs, since it points
+those at its emulator) or `{"aws": true, "access_key_env": ..., "secret_key_env": ...,
+"session_token_env": ...}` (names of environment variables).
+botocore fixes timeouts per client, so the adapter keeps a small LRU of clients keyed by read
+timeout (rounded up to 0.1 s below 10 s, to 1 s above): buffered calls use the remaining total
+budget, streams the time-to-first-token budget (also the longest allowed gap between two events;
+the total budget is checked between events). Retries are off (the gateway falls back
 instead). Provider options: `max_pool_connections` (50), `connect_timeout_s` (5), `proxy`,
 `s3_bucket_owner` (for `s3Location` media).
 
@@ -177,7 +181,7 @@ class BedrockAdapter(ProviderAdapter):
             from botocore.config import Config
 
             if self._session is None:
-                self._session = boto3.session.Session()
+                self._session = self._new_session(boto3)
             opts = self.provider.options
             proxy = opts.get("proxy")
             config = Config(
@@ -200,6 +204,29 @@ class BedrockAdapter(ProviderAdapter):
             while len(self._clients) > _MAX_CLIENTS:
                 self._clients.popitem(last=False)
             return c
+
+    def _new_session(self, boto3: Any) -> Any:
+        """A boto3 session on the provider's credential source (see the module docstring)."""
+        source = self.provider.credential or {}
+        pid = self.provider.id
+        kwargs: dict[str, Any] = {}
+        if source.get("profile"):
+            kwargs["profile_name"] = source["profile"]  # an explicit profile outranks the AWS_* env keys
+        elif source.get("access_key_env"):
+            key = os.environ.get(source["access_key_env"])
+            secret = os.environ.get(source.get("secret_key_env") or "")
+            if not key or not secret:
+                raise GatewayError("provider_error",
+                                   f"Provider '{pid}' has no credential configured (set environment variables "
+                                   f"{source['access_key_env']} and {source.get('secret_key_env') or '<secret_key_env>'}).",
+                                   provider=pid)
+            kwargs.update(aws_access_key_id=key, aws_secret_access_key=secret,
+                          aws_session_token=os.environ.get(source.get("session_token_env") or "") or None)
+        try:
+            return boto3.session.Session(**kwargs)
+        except Exception as exc:  # botocore ProfileNotFound and friends: configuration, not a crash
+            raise GatewayError("provider_error", f"Provider '{pid}' has an unusable AWS credential source ({type(exc).__name__}).",
+                               provider=pid) from None
 
     # ------------------------------------------------------------ request translation
 
