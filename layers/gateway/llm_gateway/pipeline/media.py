@@ -54,6 +54,23 @@ def _decode_data_url(url: str, max_bytes: int) -> bytes:
         raise GatewayError("validation_error", "data: URL payload is not valid base64.", errors=[{"path": "url", "message": "invalid base64"}]) from None
 
 
+_FETCHED_SCHEMES = ("https:", "http:", "s3:", "data:")
+
+
+def _provider_reads_itself(url: str, model: ModelSpec) -> bool:
+    """URLs the gateway leaves to the adapter: provider-native schemes (`gs://`, file ids) and
+    hosts the catalog lists in the model option `media_url_passthrough` (e.g. YouTube for Gemini)."""
+    if not url.startswith(_FETCHED_SCHEMES):
+        return True
+    hosts = model.options.get("media_url_passthrough") or ()
+    if hosts:
+        from urllib.parse import urlsplit
+
+        host = (urlsplit(url).hostname or "").lower()
+        return any(host == h or host.endswith("." + h) for h in hosts)
+    return False
+
+
 class MediaResolver:
     def __init__(self, files: Any = None, http: Any = None) -> None:
         self._files = files
@@ -97,7 +114,8 @@ class MediaResolver:
                 if kind not in PART_MEDIA:
                     continue
                 counts[kind] = counts.get(kind, 0) + 1
-                wanted.setdefault(part.url, (kind, f"messages[{m}].content[{p}].url"))
+                if not _provider_reads_itself(part.url, model):
+                    wanted.setdefault(part.url, (kind, f"messages[{m}].content[{p}].url"))
         if not wanted:
             return {}
         for kind, n in counts.items():
