@@ -1,141 +1,441 @@
 """OpenAI Chat Completions adapter (`POST {base_url}/chat/completions`).
 
-Maps the normalized request to OpenAI's messages (system/user/assistant/tool roles,
-`image_url` parts, assistant `tool_calls`, `tool` messages for results), tools and
-`tool_choice`, `response_format: json_schema` for structured output, and generation
-parameters; maps the answer, usage (cached and reasoning token detail) and errors back.
-Streaming always sets `stream_options.include_usage`, so the last chunk has exact usage.
+Request mapping
+- `system` messages → `system` messages (text only; the model option `system_role: "developer"`
+  sends them as `developer` messages instead). `user` → `user`: a single string when the
+  message is only text, else an array of parts. `assistant` → `assistant` with its text as
+  `content` and its `tool_call` parts as `tool_calls` (arguments serialized to a JSON string).
+  Every `tool_result` part → its own `tool` message (`tool_call_id`, `content`), placed before
+  the rest of the message that carried it, as OpenAI requires.
+- Media (user messages only):
+  * image → `image_url` part: `http(s)` URLs are passed for OpenAI to fetch; inline bytes (a
+    `data:` URL, or what the pipeline fetched into `call.extra["media"][url] =
+    {"data": <base64>, "media_type": ...}`) are sent as a base64 `data:` URL (PNG, JPEG, WEBP,
+    GIF);
+  * audio → `input_audio` part `{data, format: wav|mp3}`, inline bytes only;
+  * document → `file` part `{filename, file_data: "data:application/pdf;base64,..."}`, inline
+    PDF bytes only;
+  * video → not accepted.
+  Whatever cannot be sent is refused with `capability_not_supported` in `check()`, before any
+  call.
+- Tools → `{"type": "function", "function": {name, description, parameters}}`; `tool_choice`
+  auto/none/required/named → the same / `{"type": "function", "function": {"name"}}`. A named or
+  `required` choice without tools is a `validation_error`; `auto`/`none` without tools is omitted.
+- Structured output: `response_schema` → `response_format: {"type": "json_schema",
+  "json_schema": {name, schema, strict}}`; `strict` is true when the schema already meets
+  OpenAI's strict subset (every object closed with `additionalProperties: false` and all its
+  properties required, no `allOf`/`not`/`if`/`patternProperties`), so the provider guarantees the
+  shape; otherwise false (best effort — the gateway validates the answer either way). The model
+  or provider option `strict_schema` (true/false) overrides. Servers without `json_schema` can set
+  the option `structured_output: "json_object"`: `response_format: {"type": "json_object"}` plus
+  a system instruction carrying the schema. Never silently dropped.
+- `max_tokens` → `max_completion_tokens` (OpenAI; `max_tokens` for compatible servers),
+  `temperature`, `top_p`, `seed`, `stop` (OpenAI takes at most 4 sequences). The model option
+  `unsupported_params` (e.g. `["temperature", "top_p", "stop"]` for reasoning models) turns a
+  request using them into `capability_not_supported` instead of a provider 400.
+
+Response mapping: `message.content` → a text part; `refusal` → a text part with finish
+`content_filter`; `tool_calls` → tool calls with arguments parsed to objects. `finish_reason`
+stop/length/tool_calls/content_filter (legacy `function_call` → tool_calls); a `stop` that came
+with tool calls (OpenAI does this for a forced tool) → `tool_calls`. Usage: `prompt_tokens`
+(already including cached tokens) → input, `completion_tokens` (already including reasoning
+tokens) → output, `prompt_tokens_details.cached_tokens` → cached_input_tokens,
+`completion_tokens_details.reasoning_tokens` → reasoning_tokens.
+
+Streaming always sets `stream_options.include_usage`, so the last chunk (empty `choices`) has
+exact usage. Text, refusal and tool-call fragments become deltas (a tool call's id and name are
+passed once, its argument fragments as they come). A malformed chunk, an `error` object in the
+stream, or a stream that ends without `[DONE]` before its usage arrived is a `provider_error`.
+
+Errors: `{"error": {message, type, param, code}}` (and the `{"message"}` / `{"error": "..."}`
+shapes some compatible servers use) go through `provider_status_error`, so 429 → rate_limited
+(Retry-After, else OpenAI's `x-ratelimit-reset-*` headers), `context_length_exceeded` →
+validation_error, 401/403/5xx → provider_error, 408/504 → provider_timeout. A 429
+`insufficient_quota` is not a rate limit (retrying does not help): provider_error.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import httpx
 
 from llm_gateway.api.errors import GatewayError
 from llm_gateway.outbound.client import provider_status_error
 from llm_gateway.outbound.credentials import resolve_credential
-from llm_gateway.providers.base import ChatResult, ProviderAdapter, ProviderCall, StreamDelta, TokenUsage
+from llm_gateway.providers.base import ChatResult, Deadline, ProviderAdapter, ProviderCall, StreamDelta, TokenUsage
 from llm_gateway.providers.sse import iter_sse
 
-FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls", "content_filter": "content_filter"}
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+AUDIO_FORMATS = {
+    "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/vnd.wave": "wav",
+    "audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/mpeg3": "mp3",
+}
+DOCUMENT_TYPES = frozenset({"application/pdf"})
+_MEDIA_ALIASES = {"image/jpg": "image/jpeg"}
+
+_SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_-]")
+_NOT_STRICT = ("allOf", "not", "if", "then", "else", "patternProperties", "dependentRequired", "dependentSchemas",
+               "unevaluatedProperties", "propertyNames")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_WIRE_KEY = "_openai_wire"
 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def inline_media(call: ProviderCall, url: str) -> tuple[str, str] | None:
+    """`(media_type, base64)` for a media URL whose bytes are at hand: fetched by the pipeline
+    (`call.extra["media"][url]`) or carried by a `data:` URL. None when only the URL is known."""
+    media = call.extra.get("media")
+    if media:
+        item = media.get(url)
+        if item and item.get("data"):
+            mt = (item.get("media_type") or "").split(";")[0].strip().lower()
+            return _MEDIA_ALIASES.get(mt, mt), item["data"]
+    if url[:5].lower() == "data:":
+        head, sep, payload = url[5:].partition(",")
+        if not sep:
+            return None
+        params = head.split(";")
+        mt = params[0].strip().lower() or "text/plain"
+        if "base64" in (p.strip().lower() for p in params[1:]):
+            data = payload
+        else:
+            data = base64.b64encode(unquote_to_bytes(payload)).decode("ascii")
+        return _MEDIA_ALIASES.get(mt, mt), data
+    return None
+
+
+def strict_compatible(schema: Any) -> bool:
+    """Whether a JSON Schema already fits OpenAI's strict Structured Outputs subset."""
+    if not isinstance(schema, dict):
+        return False
+    if any(k in schema for k in _NOT_STRICT):
+        return False
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required") or ()) != set(props):
+            return False
+        if not all(strict_compatible(sub) for sub in props.values()):
+            return False
+    items = schema.get("items")
+    if items is not None and not strict_compatible(items):
+        return False
+    for key in ("anyOf", "oneOf"):
+        if key in schema and not all(strict_compatible(sub) for sub in schema[key]):
+            return False
+    for key in ("$defs", "definitions"):
+        if key in schema and not all(strict_compatible(sub) for sub in schema[key].values()):
+            return False
+    return True
+
+
+def _reset_seconds(value: str | None) -> float | None:
+    """OpenAI's `x-ratelimit-reset-*` durations (`1s`, `6m0s`, `20ms`, `1h2m3.5s`) in seconds."""
+    if not value:
+        return None
+    total = 0.0
+    found = False
+    for number, unit in _DURATION.findall(value):
+        found = True
+        total += float(number) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+    return total if found else None
+
+
 class OpenAIAdapter(ProviderAdapter):
     kind = "openai"
-    accepted_parts = frozenset({"text", "image", "tool_call", "tool_result"})
+    accepted_parts = frozenset({"text", "image", "audio", "document", "tool_call", "tool_result"})
     max_tokens_field = "max_completion_tokens"
+    max_stop: int | None = 4  # OpenAI: "Up to 4 sequences"
+    default_base_url: str | None = DEFAULT_BASE_URL
+
+    # ------------------------------------------------------------ options
+
+    def _option(self, call: ProviderCall, name: str, default: Any = None) -> Any:
+        """A model option, else the provider option, else the default."""
+        value = call.model.options.get(name)
+        if value is None:
+            value = self.provider.options.get(name)
+        return default if value is None else value
+
+    def _unsupported(self, detail: str) -> GatewayError:
+        return GatewayError("capability_not_supported", f"Provider '{self.provider.id}' ({self.kind}): {detail}",
+                            provider=self.provider.id)
+
+    def _invalid(self, detail: str, path: str) -> GatewayError:
+        return GatewayError("validation_error", f"{path}: {detail}", errors=[{"path": path, "message": detail}],
+                            provider=self.provider.id)
 
     # ------------------------------------------------------------ request translation
 
+    def _media_part(self, call: ProviderCall, part: Any, where: str) -> dict[str, Any]:
+        kind = part.type
+        url = part.url
+        inline = inline_media(call, url)
+        if kind == "image":
+            if inline is None:
+                scheme = urlsplit(url).scheme.lower()
+                if scheme not in ("http", "https"):
+                    raise self._unsupported(
+                        f"{where}: image URLs with the '{scheme}:' scheme cannot be fetched by the provider; "
+                        "send the image as a data: URL or an https URL.")
+                return {"type": "image_url", "image_url": {"url": url}}
+            media_type, data = inline
+            if media_type not in IMAGE_TYPES:
+                raise self._unsupported(f"{where}: image type '{media_type}' is not accepted (PNG, JPEG, WEBP or GIF).")
+            return {"type": "image_url", "image_url": {"url": f"data:{media_type};base64,{data}"}}
+        if inline is None:
+            raise self._unsupported(
+                f"{where}: {kind} parts need the bytes inline (a data: URL, or media fetched by the gateway); "
+                "the provider does not fetch URLs for them.")
+        media_type, data = inline
+        if kind == "audio":
+            fmt = AUDIO_FORMATS.get(media_type)
+            if fmt is None:
+                raise self._unsupported(f"{where}: audio type '{media_type}' is not accepted (WAV or MP3).")
+            return {"type": "input_audio", "input_audio": {"data": data, "format": fmt}}
+        # document
+        if media_type not in DOCUMENT_TYPES:
+            raise self._unsupported(f"{where}: document type '{media_type}' is not accepted (PDF only).")
+        item = (call.extra.get("media") or {}).get(url) or {}
+        filename = item.get("filename") or self._filename(url)
+        return {"type": "file", "file": {"filename": filename, "file_data": f"data:{media_type};base64,{data}"}}
+
+    @staticmethod
+    def _filename(url: str) -> str:
+        if url[:5].lower() != "data:":
+            name = urlsplit(url).path.rsplit("/", 1)[-1]
+            if name.lower().endswith(".pdf"):
+                return name
+        return "document.pdf"
+
     def _messages(self, call: ProviderCall) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for message in call.request.messages:
+        system_role = self._option(call, "system_role", "system")
+        for i, message in enumerate(call.request.messages):
             role = message.role
             texts: list[str] = []
             parts: list[dict[str, Any]] = []
             tool_calls: list[dict[str, Any]] = []
-            for part in message.content:
+            only_text = True
+            for j, part in enumerate(message.content):
                 kind = part.type
                 if kind == "text":
                     texts.append(part.text)
                     parts.append({"type": "text", "text": part.text})
-                elif kind == "image":
-                    parts.append({"type": "image_url", "image_url": {"url": call.extra.get("media", {}).get(part.url, part.url)}})
-                elif kind == "tool_call":
-                    tc = part.tool_call
-                    tool_calls.append({"id": tc.id, "type": "function", "function": {"name": tc.name, "arguments": _dumps(tc.arguments)}})
                 elif kind == "tool_result":
-                    out.append({"role": "tool", "tool_call_id": part.tool_result.tool_call_id, "content": part.tool_result.content})
-            if role == "tool":
-                if texts:  # stray text in a tool message: keep it as user-visible context
-                    out.append({"role": "user", "content": "".join(texts)})
-                continue
-            if role in ("system", "assistant"):
-                entry: dict[str, Any] = {"role": role, "content": "".join(texts) if texts else None}
+                    if role in ("system", "assistant"):
+                        raise self._invalid(f"a tool_result part cannot be in a {role} message", f"messages[{i}].content[{j}]")
+                    res = part.tool_result
+                    out.append({"role": "tool", "tool_call_id": res.tool_call_id, "content": res.content})
+                elif kind == "tool_call":
+                    if role != "assistant":
+                        raise self._invalid("tool_call parts belong in assistant messages", f"messages[{i}].content[{j}]")
+                    tc = part.tool_call
+                    tool_calls.append({"id": tc.id, "type": "function",
+                                       "function": {"name": tc.name, "arguments": _dumps(tc.arguments)}})
+                elif kind in ("image", "audio", "document"):
+                    where = f"messages[{i}].content[{j}]"
+                    if role != "user":
+                        raise self._unsupported(f"{where}: {kind} parts are only accepted in user messages.")
+                    parts.append(self._media_part(call, part, where))
+                    only_text = False
+                else:
+                    raise self._unsupported(f"messages[{i}].content[{j}]: '{kind}' content parts are not accepted.")
+            if role == "user":
+                if parts:
+                    out.append({"role": "user", "content": "".join(texts) if only_text else parts})
+            elif role == "assistant":
+                entry: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
                 if tool_calls:
                     entry["tool_calls"] = tool_calls
-                if entry["content"] is None and role == "system":
-                    entry["content"] = ""
                 out.append(entry)
-            else:
-                if not parts:
-                    continue
-                only_text = all(p["type"] == "text" for p in parts)
-                out.append({"role": "user", "content": "".join(texts) if only_text else parts})
+            elif role == "system":
+                out.append({"role": system_role, "content": "".join(texts)})
+            elif texts:  # text beside tool results in a tool message: keep it, as user context
+                out.append({"role": "user", "content": "".join(texts)})
         return out
 
+    def _response_format(self, call: ProviderCall, schema: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+        if self._option(call, "structured_output", "json_schema") == "json_object":
+            instruction = ("Respond with a single JSON object (no prose, no code fence) that conforms to this JSON Schema: "
+                           + _dumps(schema))
+            messages.insert(0, {"role": self._option(call, "system_role", "system"), "content": instruction})
+            return {"type": "json_object"}
+        title = schema.get("title")
+        name = _SCHEMA_NAME.sub("_", title)[:64] if isinstance(title, str) and title.strip() else "response"
+        strict = call.extra.get("strict_schema")
+        if strict is None:
+            strict = self._option(call, "strict_schema")
+        if strict is None:
+            strict = schema.get("type") == "object" and strict_compatible(schema)
+        fmt: dict[str, Any] = {"name": name, "schema": schema, "strict": bool(strict)}
+        if isinstance(schema.get("description"), str):
+            fmt["description"] = schema["description"]
+        return {"type": "json_schema", "json_schema": fmt}
+
     def build_body(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
+        """The wire body (also the place every request-side refusal is raised)."""
         req = call.request
-        body: dict[str, Any] = {"model": call.model.provider_model, "messages": self._messages(call)}
+        messages = self._messages(call)
+        body: dict[str, Any] = {"model": call.model.provider_model, "messages": messages}
+        tool_names = None
         if call.tools:
-            body["tools"] = [
-                {"type": "function", "function": {"name": t["name"], "description": t.get("description", ""), "parameters": t.get("parameters") or {"type": "object", "properties": {}}}}
-                for t in call.tools
-            ]
+            tools = []
+            tool_names = set()
+            for t in call.tools:
+                fn: dict[str, Any] = {"name": t["name"]}
+                if t.get("description"):
+                    fn["description"] = t["description"]
+                fn["parameters"] = t.get("parameters") or {"type": "object", "properties": {}}
+                tools.append({"type": "function", "function": fn})
+                tool_names.add(t["name"])
+            body["tools"] = tools
         choice = req.tool_choice
         if choice is not None:
-            body["tool_choice"] = choice if isinstance(choice, str) else {"type": "function", "function": {"name": choice.name}}
+            if isinstance(choice, str):
+                if tool_names:
+                    body["tool_choice"] = choice
+                elif choice == "required":
+                    raise self._invalid("tool_choice 'required' needs tools", "tool_choice")
+            else:
+                if not tool_names or choice.name not in tool_names:
+                    raise self._invalid(f"tool_choice names '{choice.name}', which is not one of the request's tools", "tool_choice.name")
+                body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
         schema = call.response_schema
         if schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": call.extra.get("schema_name", "response"), "schema": schema, "strict": bool(call.extra.get("strict_schema", False))},
-            }
+            body["response_format"] = self._response_format(call, schema, messages)
         if req.max_tokens is not None:
             body[self.max_tokens_field] = req.max_tokens
-        for name in ("temperature", "top_p", "seed"):
-            value = getattr(req, name)
-            if value is not None:
-                body[name] = value
+        if req.temperature is not None:
+            body["temperature"] = req.temperature
+        if req.top_p is not None:
+            body["top_p"] = req.top_p
+        if req.seed is not None:
+            body["seed"] = req.seed
         if req.stop:
+            if self.max_stop is not None and len(req.stop) > self.max_stop:
+                raise self._invalid(f"this provider accepts at most {self.max_stop} stop sequences", "stop")
             body["stop"] = req.stop
+        unsupported = self._option(call, "unsupported_params")
+        if unsupported:
+            used = [p for p in unsupported if body.get(p) is not None or (p == "max_tokens" and req.max_tokens is not None)]
+            if used:
+                raise self._unsupported(f"model '{call.model.id}' does not accept the parameter(s) {', '.join(used)}.")
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         return body
 
+    def check(self, call: ProviderCall) -> None:
+        """Translate once, before any call: every refusal surfaces here; the body is kept for the call."""
+        super().check(call)
+        call.extra[_WIRE_KEY] = (self.provider.id, call.model.id, self.build_body(call, stream=False))
+
+    def _body(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
+        kept = call.extra.pop(_WIRE_KEY, None)
+        if kept is not None and kept[0] == self.provider.id and kept[1] == call.model.id:
+            body = kept[2]
+            if stream:
+                body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+            return body
+        return self.build_body(call, stream=stream)
+
     def headers(self) -> dict[str, str]:
         key = resolve_credential(self.provider.id, self.provider.credential)
         headers = {"Content-Type": "application/json"}
+        extra = self.provider.options.get("headers")
+        if extra:
+            headers.update(extra)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         org = self.provider.options.get("organization")
         if org:
             headers["OpenAI-Organization"] = org
+        project = self.provider.options.get("project")
+        if project:
+            headers["OpenAI-Project"] = project
         return headers
 
     def _url(self) -> str:
-        return self.http.url(self.provider.base_url or "https://api.openai.com/v1", "/chat/completions")
+        base = self.provider.base_url or self.default_base_url
+        if not base:
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' has no base_url in the catalog.",
+                               provider=self.provider.id)
+        return self.http.url(base, "/chat/completions")
 
-    def _timeout(self, call: ProviderCall) -> httpx.Timeout:
+    @staticmethod
+    def _timeout(call: ProviderCall) -> httpx.Timeout:
+        """Streams: each read must come within the time-to-first-token budget."""
         first = max(0.001, call.deadline.first_token_remaining())
         return httpx.Timeout(first, connect=min(first, 10.0))
 
     # ------------------------------------------------------------ response translation
 
+    @staticmethod
+    def _error_fields(data: Any) -> tuple[str, str | None, str | None, str | None]:
+        """(message, type, code, param) from OpenAI's error body or a compatible server's variant."""
+        if not isinstance(data, dict):
+            return "", None, None, None
+        err = data.get("error", data)
+        if isinstance(err, str):
+            return err, None, None, None
+        if not isinstance(err, dict):
+            return str(err), None, None, None
+        message = err.get("message") or err.get("detail") or ""
+        if not isinstance(message, str):
+            message = _dumps(message)
+        code = err.get("code")
+        param = err.get("param")
+        return message, err.get("type"), (str(code) if code is not None else None), (str(param) if param else None)
+
     def raise_for_error(self, resp: httpx.Response) -> None:
-        if resp.status_code < 400:
+        status = resp.status_code
+        if status < 400:
             return
+        resp.read()
         try:
-            resp.read()
-            err = resp.json().get("error") or {}
-            message = err.get("message") if isinstance(err, dict) else str(err)
-            kind = err.get("type") if isinstance(err, dict) else None
-            code = err.get("code") if isinstance(err, dict) else None
-        except (ValueError, AttributeError):
-            message, kind, code = resp.text[:500], None, None
-        if code == "context_length_exceeded":
+            message, kind, code, param = self._error_fields(resp.json())
+        except ValueError:
+            message, kind, code, param = resp.text[:500].strip(), None, None, None
+        message = message or resp.reason_phrase or f"HTTP {status}"
+        if param and param not in message:
+            message = f"{message} (param: {param})"
+        pid = self.provider.id
+        if code == "insufficient_quota" or kind == "insufficient_quota":
+            raise GatewayError("provider_error", f"Provider '{pid}' refused the request: its account quota is exhausted ({message})",
+                               provider=pid, provider_status=status)
+        if code == "context_length_exceeded" and "context length" not in message.lower():
             message = f"context length exceeded: {message}"
-        raise provider_status_error(self.provider.id, resp.status_code, message or resp.reason_phrase, resp.headers,
-                                    kind="rate_limit" if kind == "rate_limit_exceeded" else None)
+        err = provider_status_error(pid, status, message, resp.headers,
+                                    kind="rate_limit" if code == "rate_limit_exceeded" else None)
+        if err.code == "rate_limited" and "retry-after" not in resp.headers and "retry-after-ms" not in resp.headers:
+            names = ("x-ratelimit-reset-tokens",) if kind == "tokens" else (
+                ("x-ratelimit-reset-requests",) if kind == "requests" else ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"))
+            resets = [s for s in (_reset_seconds(resp.headers.get(n)) for n in names) if s is not None]
+            if resets:
+                err.retry_after_s = max(resets)
+        raise err
 
     @staticmethod
     def usage_from(raw: dict[str, Any] | None) -> TokenUsage:
@@ -143,32 +443,41 @@ class OpenAIAdapter(ProviderAdapter):
             return TokenUsage()
         prompt_details = raw.get("prompt_tokens_details") or {}
         completion_details = raw.get("completion_tokens_details") or {}
+        cached = prompt_details.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0  # DeepSeek's name
         return TokenUsage(
-            input_tokens=raw.get("prompt_tokens", 0) or 0,
-            output_tokens=raw.get("completion_tokens", 0) or 0,
-            cached_input_tokens=prompt_details.get("cached_tokens", 0) or 0,
-            reasoning_tokens=completion_details.get("reasoning_tokens", 0) or 0,
+            input_tokens=raw.get("prompt_tokens") or 0,
+            output_tokens=raw.get("completion_tokens") or 0,
+            cached_input_tokens=cached,
+            reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
         )
 
     def parse_result(self, data: dict[str, Any]) -> ChatResult:
-        choices = data.get("choices") or []
+        pid = self.provider.id
+        choices = data.get("choices") if isinstance(data, dict) else None
         if not choices:
-            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no choices.", provider=self.provider.id)
+            if isinstance(data, dict) and data.get("error"):
+                message = self._error_fields(data)[0]
+                raise GatewayError("provider_error", f"Provider '{pid}' returned an error: {message}", provider=pid)
+            raise GatewayError("provider_error", f"Provider '{pid}' returned no choices.", provider=pid)
         choice = choices[0]
         message = choice.get("message") or {}
         content: list[dict[str, Any]] = []
         text = message.get("content")
+        if isinstance(text, list):  # some compatible servers answer with parts
+            text = "".join(p.get("text") or "" for p in text if isinstance(p, dict) and p.get("type") in ("text", "output_text"))
         if isinstance(text, str) and text:
             content.append({"type": "text", "text": text})
         refusal = message.get("refusal")
         if refusal:
             content.append({"type": "text", "text": refusal})
         tool_calls = []
-        for tc in message.get("tool_calls") or []:
+        for tc in message.get("tool_calls") or ():
             fn = tc.get("function") or {}
-            tool_calls.append({"id": tc.get("id", ""), "name": fn.get("name", ""), "arguments": self._arguments(fn.get("arguments"))})
+            tool_calls.append({"id": tc.get("id") or "", "name": fn.get("name") or "", "arguments": self._arguments(fn.get("arguments"))})
         finish = FINISH.get(choice.get("finish_reason") or "stop", "stop")
-        if refusal and finish == "stop":
+        if tool_calls and finish == "stop":
+            finish = "tool_calls"
+        elif refusal and finish == "stop":
             finish = "content_filter"
         return ChatResult(content=content, tool_calls=tool_calls, finish_reason=finish,
                           usage=self.usage_from(data.get("usage")), provider_response_id=data.get("id"))
@@ -188,63 +497,101 @@ class OpenAIAdapter(ProviderAdapter):
     # ------------------------------------------------------------ calls
 
     def chat(self, call: ProviderCall) -> ChatResult:
-        body = self.build_body(call, stream=False)
-        timeout = httpx.Timeout(max(0.001, call.deadline.remaining()), connect=min(10.0, max(0.001, call.deadline.remaining())))
+        body = self._body(call, stream=False)
+        remaining = max(0.001, call.deadline.remaining())
+        timeout = httpx.Timeout(remaining, connect=min(10.0, remaining))
         resp = self.http.request(self.provider.id, "POST", self._url(), json=body, headers=self.headers(), timeout=timeout)
         self.raise_for_error(resp)
         try:
             data = resp.json()
         except ValueError:
-            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned a body that is not JSON.", provider=self.provider.id) from None
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned a body that is not JSON.",
+                               provider=self.provider.id) from None
         return self.parse_result(data)
 
     def stream(self, call: ProviderCall) -> Iterator[StreamDelta]:
-        body = self.build_body(call, stream=True)
-        with self.http.stream(self.provider.id, "POST", self._url(), json=body, headers=self.headers(), timeout=self._timeout(call)) as resp:
+        body = self._body(call, stream=True)
+        with self.http.stream(self.provider.id, "POST", self._url(), json=body, headers=self.headers(),
+                              timeout=self._timeout(call)) as resp:
             self.raise_for_error(resp)
-            yield from self.parse_stream(resp.iter_lines())
+            yield from self.parse_stream(resp.iter_lines(), call.deadline)
 
-    def parse_stream(self, lines: Any) -> Iterator[StreamDelta]:
+    def _stream_error(self, data: Any) -> GatewayError:
+        message = self._error_fields(data)[0] or "unknown error"
+        return GatewayError("provider_error", f"Provider '{self.provider.id}' failed mid-stream: {message}",
+                            provider=self.provider.id)
+
+    def parse_stream(self, lines: Iterable[str], deadline: Deadline | None = None) -> Iterator[StreamDelta]:
+        pid = self.provider.id
         finish: str | None = None
         usage: TokenUsage | None = None
         done = False
+        saw_tool_call = False
+        announced: set[int] = set()  # tool-call indexes whose id/name were already passed on
         for event in iter_sse(lines):
-            if event.data == "[DONE]":
+            raw = event.data
+            if raw == "[DONE]":
                 done = True
                 break
+            if deadline is not None and deadline.remaining() <= 0:
+                raise GatewayError("provider_timeout", f"Provider '{pid}' did not finish the stream within the total timeout.",
+                                   provider=pid, timeout="total")
             try:
-                data = json.loads(event.data)
+                data = json.loads(raw)
             except ValueError:
-                raise GatewayError("provider_error", f"Provider '{self.provider.id}' sent a malformed stream chunk.", provider=self.provider.id) from None
-            if "error" in data and not data.get("choices"):
-                err = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
-                raise GatewayError("provider_error", f"Provider '{self.provider.id}' failed mid-stream: {err.get('message', '')}", provider=self.provider.id)
-            if data.get("usage"):
-                usage = self.usage_from(data["usage"])
+                raise GatewayError("provider_error", f"Provider '{pid}' sent a malformed stream chunk.", provider=pid) from None
+            if not isinstance(data, dict):
+                raise GatewayError("provider_error", f"Provider '{pid}' sent a malformed stream chunk.", provider=pid)
+            if event.event == "error" or ("error" in data and not data.get("choices")):
+                raise self._stream_error(data)
+            raw_usage = data.get("usage")
+            if raw_usage:
+                usage = self.usage_from(raw_usage)
             for choice in data.get("choices") or ():
+                if choice.get("index", 0) != 0:
+                    continue
                 delta = choice.get("delta") or {}
                 text = delta.get("content")
+                refusal = delta.get("refusal")
+                if refusal:
+                    text = (text or "") + refusal
+                    if finish is None:
+                        finish = "content_filter"
                 tcs = delta.get("tool_calls")
-                if text or tcs:
-                    out_tcs = None
-                    if tcs:
-                        out_tcs = []
-                        for tc in tcs:
-                            item: dict[str, Any] = {"index": tc.get("index", 0)}
+                out_tcs = None
+                if tcs:
+                    saw_tool_call = True
+                    out_tcs = []
+                    for pos, tc in enumerate(tcs):
+                        index = tc.get("index", pos)
+                        item: dict[str, Any] = {"index": index}
+                        fn = tc.get("function") or {}
+                        f: dict[str, str] = {}
+                        if index not in announced:
                             if tc.get("id"):
                                 item["id"] = tc["id"]
-                            fn = tc.get("function") or {}
-                            f: dict[str, str] = {}
                             if fn.get("name"):
                                 f["name"] = fn["name"]
-                            if fn.get("arguments") is not None:
-                                f["arguments"] = fn["arguments"]
-                            if f:
-                                item["function"] = f
+                            if "id" in item or "name" in f:
+                                announced.add(index)
+                        args = fn.get("arguments")
+                        if args:
+                            f["arguments"] = args if isinstance(args, str) else _dumps(args)
+                        if f:
+                            item["function"] = f
+                        if len(item) > 1:
                             out_tcs.append(item)
+                    out_tcs = out_tcs or None
+                if text or out_tcs:
                     yield StreamDelta(text=text or None, tool_calls=out_tcs)
-                if choice.get("finish_reason"):
-                    finish = FINISH.get(choice["finish_reason"], "stop")
-        if not done and finish is None:
-            raise GatewayError("provider_error", f"Provider '{self.provider.id}' ended the stream before it was complete.", provider=self.provider.id)
-        yield StreamDelta(finish_reason=finish or "stop", usage=usage or TokenUsage())
+                reason = choice.get("finish_reason")
+                if reason:
+                    mapped = FINISH.get(reason, "stop")
+                    finish = "content_filter" if finish == "content_filter" and mapped == "stop" else mapped
+        if not done and (finish is None or usage is None):
+            raise GatewayError("provider_error", f"Provider '{pid}' ended the stream before it was complete (no [DONE]).",
+                               provider=pid)
+        finish = finish or "stop"
+        if saw_tool_call and finish == "stop":
+            finish = "tool_calls"
+        yield StreamDelta(finish_reason=finish, usage=usage or TokenUsage())
