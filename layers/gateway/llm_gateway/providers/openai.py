@@ -14,7 +14,7 @@ Request mapping
     GIF);
   * audio → `input_audio` part `{data, format: wav|mp3}`, inline bytes only;
   * document → `file` part `{filename, file_data: "data:application/pdf;base64,..."}`, inline
-    PDF bytes only;
+    PDF bytes only (a plain-text document is sent as a text part);
   * video → not accepted.
   Whatever cannot be sent is refused with `capability_not_supported` in `check()`, before any
   call.
@@ -87,6 +87,7 @@ AUDIO_FORMATS = {
     "audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/mpeg3": "mp3",
 }
 DOCUMENT_TYPES = frozenset({"application/pdf"})
+TEXT_DOCUMENT_TYPES = frozenset({"text/plain", "text/markdown", "text/csv"})
 _MEDIA_ALIASES = {"image/jpg": "image/jpeg"}
 
 _SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_-]")
@@ -215,8 +216,13 @@ class OpenAIAdapter(ProviderAdapter):
                 raise self._unsupported(f"{where}: audio type '{media_type}' is not accepted (WAV or MP3).")
             return {"type": "input_audio", "input_audio": {"data": data, "format": fmt}}
         # document
+        if media_type in TEXT_DOCUMENT_TYPES:
+            try:
+                return {"type": "text", "text": base64.b64decode(data).decode("utf-8")}
+            except (ValueError, UnicodeDecodeError):
+                raise self._invalid("the text document is not valid base64-encoded UTF-8", where) from None
         if media_type not in DOCUMENT_TYPES:
-            raise self._unsupported(f"{where}: document type '{media_type}' is not accepted (PDF only).")
+            raise self._unsupported(f"{where}: document type '{media_type}' is not accepted (PDF or plain text).")
         item = (call.extra.get("media") or {}).get(url) or {}
         filename = item.get("filename") or self._filename(url)
         return {"type": "file", "file": {"filename": filename, "file_data": f"data:{media_type};base64,{data}"}}
