@@ -10,6 +10,7 @@
 | `fileExpiryDays` | `{"generated/": 7}` | files-bucket key prefix -> days until objects expire |
 | `retainData` | `true` | keep tables and bucket when the stack is deleted |
 | `providerSecretPrefix` | `llmgw/` | functions may read Secrets Manager secrets named `<prefix>*` |
+| `hookFunctionPrefix` | `llmgw-hook-` | functions may invoke tenant hook functions named `<prefix>*` |
 | `providerEnv` | `[]` | names of env vars copied from the deploying shell into the functions (dev only: values are visible in the Lambda configuration) |
 | `extraEnv` | `{}` | more plain settings for every function (`LLMGW_CATALOG`, `LLMGW_EGRESS_BASE_URL`, ...) |
 | `nag` | `true` | run cdk-nag's AwsSolutions checks when cdk-nag is installed |
@@ -55,6 +56,7 @@ class GatewayConfig:
     file_expiry_days: dict[str, int] = field(default_factory=lambda: dict(spec.DEFAULT_FILE_EXPIRY_DAYS))
     retain_data: bool = True
     provider_secret_prefix: str = "llmgw/"
+    hook_function_prefix: str = "llmgw-hook-"
     provider_env: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     nag: bool = True
@@ -84,6 +86,8 @@ class GatewayConfig:
             changes["retain_data"] = _as_bool(get("retainData"))
         if get("providerSecretPrefix") is not None:
             changes["provider_secret_prefix"] = str(get("providerSecretPrefix"))
+        if get("hookFunctionPrefix") is not None:
+            changes["hook_function_prefix"] = str(get("hookFunctionPrefix"))
         if get("providerEnv"):
             names = _as_json(get("providerEnv"))
             names = [names] if isinstance(names, str) else names

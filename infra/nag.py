@@ -8,6 +8,8 @@ when cdk-nag is not installed.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Acknowledgment, App, Stack, Validations
 from constructs import IConstruct
 
@@ -35,8 +37,20 @@ def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
     Validations.of(construct).acknowledge(Acknowledgment(id=f"AwsSolutions-{rule}", reason=reason))
 
 
-def logical_ref(construct: IConstruct, attribute: str) -> str:
-    """How cdk-nag prints `Fn::GetAtt` of a construct in a finding: `<LogicalId.Attribute>`."""
-    stack = Stack.of(construct)
-    child = construct.node.default_child or construct
-    return f"<{stack.resolve(stack.get_logical_id(child))}.{attribute}>"
+def finding_resource(scope: IConstruct, value: Any) -> str:
+    """A resource (ARN token) as cdk-nag prints it in a finding: `Ref` -> `<Id>`, `Fn::GetAtt`
+    -> `<Id.Attr>`, joins flattened, literal region/account when the stack has an environment."""
+
+    def render(node: Any) -> str:
+        if isinstance(node, str):
+            return node
+        if isinstance(node, dict) and "Ref" in node:
+            return f"<{node['Ref']}>"
+        if isinstance(node, dict) and "Fn::GetAtt" in node:
+            return "<{}.{}>".format(*node["Fn::GetAtt"])
+        if isinstance(node, dict) and "Fn::Join" in node:
+            sep, parts = node["Fn::Join"]
+            return sep.join(render(p) for p in parts)
+        raise ValueError(f"cannot render {node!r}")
+
+    return render(Stack.of(scope).resolve(value))

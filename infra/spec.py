@@ -4,7 +4,7 @@ Pure Python (no `aws_cdk` import) so the layer build script, the events tests an
 tests can all read it cheaply.
 
 - Tables come from `llm_gateway.stores.provision.TABLES` (the same list local mode provisions),
-  so a table added there is deployed too; `TABLE_OPTIONS` adds what only AWS needs (TTL).
+  so a table added there is deployed too, with the TTL attributes provision.py declares.
 - `FUNCTIONS` lists one Lambda per operation family: its folder under `functions/`, its HTTP API
   routes, its sizing and what it may touch. Adding a family = one entry here + its folder.
 """
@@ -44,17 +44,9 @@ LWA_LAYER_ARN = "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterL
 LWA_DEFAULT_VERSION = 25
 
 
-@dataclass(frozen=True)
-class TableOptions:
-    """AWS-only options for a table from `provision.TABLES` (key schemas stay there)."""
-
-    ttl_attribute: str | None = None
-
-
-# table setting (attribute of llm_gateway.config.Settings) -> AWS-only options
-TABLE_OPTIONS: dict[str, TableOptions] = {
-    "usage_table": TableOptions(ttl_attribute="ttl"),
-}
+# TTL attributes (table setting -> attribute) when provision.py does not list them itself
+# (`provision.TTL_ATTRIBUTES`, which local mode applies too, wins when present).
+DEFAULT_TTL_ATTRIBUTES: dict[str, str] = {"usage_table": "ttl"}
 
 
 def table_env_var(setting: str) -> str:
@@ -63,6 +55,7 @@ def table_env_var(setting: str) -> str:
 
 
 FILES_BUCKET_ENV = "LLMGW_FILES_BUCKET"
+EVENT_BUS_ENV = "LLMGW_EVENT_BUS"  # audit events (EventBridge), metadata only
 
 # S3 lifecycle: objects under these key prefixes expire after N days (overridable by the
 # `file_expiry_days` context value). Generated media lives under `generated/<tenant>/...`.
@@ -82,13 +75,16 @@ class FunctionSpec:
     tables: dict[str, str] = field(default_factory=dict)  # table setting -> READ | WRITE | READ_WRITE
     bucket: str | None = None  # READ | WRITE | READ_WRITE on the files bucket, or None
     provider_secrets: bool = True  # may read provider credentials from Secrets Manager
+    audit_events: bool = True  # may put audit events on the gateway's event bus
+    hooks: bool = True  # may invoke tenants' pre/post hook functions (named <hookFunctionPrefix>*)
     # Extra pip requirements bundled into the function's own asset (build/functions/<family>).
     # `functions/<family>/requirements.txt` is added to these when it exists.
     requirements: tuple[str, ...] = ()
 
 
-# What every request needs: authenticate (keys, tenants) and report usage.
-REQUEST_TABLES = {"keys_table": READ, "tenants_table": READ, "usage_table": WRITE}
+# What every request needs: authenticate (keys, tenants), rate limits and budgets (counters),
+# usage reports. A table named here but not (yet) in provision.TABLES is skipped.
+REQUEST_TABLES = {"keys_table": READ, "tenants_table": READ, "usage_table": WRITE, "counters_table": READ_WRITE}
 # Generation also resolves GTS tool types and reads/writes media.
 CHAT_TABLES = {**REQUEST_TABLES, "types_table": READ}
 
@@ -133,13 +129,23 @@ def route_keys() -> set[str]:
     return {f"{method} {path}" for spec in FUNCTIONS for method, path in spec.routes}
 
 
-def provisioned_tables() -> dict[str, tuple[str, str | None]]:
-    """`provision.TABLES` (imports the gateway package from the repo when not installed)."""
+def _provision():
+    """`llm_gateway.stores.provision` (from the repo when the package is not installed)."""
     import sys
 
     src = str(LAYER_SOURCE)
     if src not in sys.path:
         sys.path.append(src)
-    from llm_gateway.stores.provision import TABLES
+    from llm_gateway.stores import provision
 
-    return dict(TABLES)
+    return provision
+
+
+def provisioned_tables() -> dict[str, tuple[str, str | None]]:
+    """`provision.TABLES`: table setting -> (partition key, sort key or None)."""
+    return dict(_provision().TABLES)
+
+
+def table_ttls() -> dict[str, str]:
+    """table setting -> TTL attribute."""
+    return dict(getattr(_provision(), "TTL_ATTRIBUTES", DEFAULT_TTL_ATTRIBUTES))

@@ -10,8 +10,9 @@ from constructs import Construct
 from infra import spec
 from infra.config import GatewayConfig
 from infra.constructs.api import HttpApi
+from infra.constructs.audit import AuditEvents
 from infra.constructs.data import DataStore
-from infra.constructs.functions import Functions
+from infra.constructs.functions import Functions, SharedDeps
 from infra.constructs.layer import GatewayLayer
 from infra.constructs.observability import Observability
 from infra.constructs.streaming import Streaming
@@ -28,18 +29,23 @@ class GatewayStack(Stack):
         )
         self.data = DataStore(
             self, "Data",
-            tables=spec.provisioned_tables(), options=spec.TABLE_OPTIONS,
+            tables=spec.provisioned_tables(), ttls=spec.table_ttls(),
             file_expiry_days=config.file_expiry_days, retain=config.retain_data,
         )
+        self.audit = AuditEvents(self, "Audit")
         self.layer = GatewayLayer(self, "GatewayLayer", asset=config.layer_path())
 
-        environment = {**config.extra_env, **config.provider_env}
+        deps = SharedDeps(
+            layer=self.layer.layer, data=self.data, audit=self.audit, observability=self.observability,
+            environment={**config.extra_env, **config.provider_env},
+            provider_secret_prefix=config.provider_secret_prefix,
+            hook_function_prefix=config.hook_function_prefix,
+        )
         self.functions = Functions(
             self, "Functions",
             specs=spec.FUNCTIONS,
             code_paths={fs.family: config.function_path(fs) for fs in spec.FUNCTIONS},
-            layer=self.layer.layer, data=self.data, observability=self.observability,
-            environment=environment, provider_secret_prefix=config.provider_secret_prefix,
+            deps=deps,
         )
         self.api = HttpApi(
             self, "Api",
@@ -49,9 +55,7 @@ class GatewayStack(Stack):
         self.observability.watch_http_api(self.api.api)
         self.streaming = Streaming(
             self, "Streaming",
-            code=config.function_path(spec.CHAT_STREAM), layer=self.layer.layer,
-            lwa_layer_version=config.lwa_layer_version, data=self.data, observability=self.observability,
-            environment=environment, provider_secret_prefix=config.provider_secret_prefix,
+            code=config.function_path(spec.CHAT_STREAM), lwa_layer_version=config.lwa_layer_version, deps=deps,
         )
 
         CfnOutput(self, "HttpApiUrl", value=self.api.url,
@@ -62,4 +66,5 @@ class GatewayStack(Stack):
         for setting, table in self.data.tables.items():
             CfnOutput(self, f"{''.join(p.capitalize() for p in setting.split('_'))}Name", value=table.table_name,
                       description=f"{spec.table_env_var(setting)} for admin tools")
+        CfnOutput(self, "AuditEventBusName", value=self.audit.bus.event_bus_name)
         CfnOutput(self, "DashboardName", value=self.observability.dashboard.dashboard_name)

@@ -24,18 +24,17 @@ class DataStore(Construct):
         construct_id: str,
         *,
         tables: dict[str, tuple[str, str | None]],
-        options: dict[str, spec.TableOptions],
+        ttls: dict[str, str],
         file_expiry_days: dict[str, int],
         retain: bool,
     ) -> None:
         super().__init__(scope, construct_id)
-        unknown = set(options) - set(tables)
+        unknown = set(ttls) - set(tables)
         if unknown:
-            raise SystemExit(f"TABLE_OPTIONS names tables that provision.TABLES lacks: {sorted(unknown)}")
+            raise SystemExit(f"TTL attributes name tables that provision.TABLES lacks: {sorted(unknown)}")
         removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY
         self.tables: dict[str, dynamodb.Table] = {}
         for setting, (pk, sk) in tables.items():
-            opts = options.get(setting, spec.TableOptions())
             self.tables[setting] = dynamodb.Table(
                 self, table_construct_id(setting),
                 partition_key=dynamodb.Attribute(name=pk, type=dynamodb.AttributeType.STRING),
@@ -45,7 +44,7 @@ class DataStore(Construct):
                 point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                     point_in_time_recovery_enabled=True,
                 ),
-                time_to_live_attribute=opts.ttl_attribute,
+                time_to_live_attribute=ttls.get(setting),
                 removal_policy=removal,
             )
 
@@ -77,8 +76,8 @@ class DataStore(Construct):
     def grant(self, grantee: iam.IGrantable, tables: dict[str, str], bucket: str | None) -> None:
         for setting, access in tables.items():
             table = self.tables.get(setting)
-            if table is None:
-                raise SystemExit(f"a function asks for table '{setting}', which provision.TABLES lacks")
+            if table is None:  # named ahead of its provision.TABLES entry: nothing to grant yet
+                continue
             if access in (spec.READ, spec.READ_WRITE):
                 table.grant_read_data(grantee)
             if access in (spec.WRITE, spec.READ_WRITE):

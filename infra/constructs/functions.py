@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import ArnFormat, Duration, Stack
@@ -10,32 +11,50 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra import spec
-from infra.nag import acknowledge, logical_ref
+from infra.constructs.audit import AuditEvents
 from infra.constructs.data import DataStore
 from infra.constructs.layer import ASSET_EXCLUDE, runtime
 from infra.constructs.observability import Observability
+from infra.nag import acknowledge, finding_resource
+
+
+@dataclass(frozen=True)
+class SharedDeps:
+    """What every gateway function is wired to."""
+
+    layer: lambda_.ILayerVersion
+    data: DataStore
+    audit: AuditEvents
+    observability: Observability
+    environment: dict[str, str]  # extra plain settings (context extraEnv / providerEnv)
+    provider_secret_prefix: str  # "" = no Secrets Manager access
+    hook_function_prefix: str  # "" = may not invoke hook functions
+
+
+def construct_id(family: str) -> str:
+    """`chat_stream` -> `ChatStream`."""
+    return "".join(part.capitalize() for part in family.split("_"))
 
 
 class GatewayFunction(Construct):
-    """One family's function: ARM64, the gateway layer, Powertools env, X-Ray, its own log group,
-    the table/bucket names in env and only the grants its spec lists."""
+    """One family's function: ARM64, the gateway layer, Powertools env, X-Ray, its own log group
+    and role, the resource names in env and only the grants its spec lists."""
 
     def __init__(
         self,
         scope: Construct,
-        construct_id: str,
+        construct_id_: str,
         *,
         fn_spec: spec.FunctionSpec,
         code: Path,
-        layers: list[lambda_.ILayerVersion],
-        data: DataStore,
-        observability: Observability,
-        environment: dict[str, str],
-        provider_secret_prefix: str,
+        deps: SharedDeps,
+        extra_layers: tuple[lambda_.ILayerVersion, ...] = (),
+        extra_environment: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(scope, construct_id)
+        super().__init__(scope, construct_id_)
         self.spec = fn_spec
-        self.log_group = observability.log_group(f"{construct_id}Logs")
+        stack = Stack.of(self)
+        self.log_group = deps.observability.log_group(f"{construct_id_}Logs")
         # Own role instead of AWSLambdaBasicExecutionRole: logs go to this function's group only.
         self.role = iam.Role(
             self, "Role",
@@ -43,6 +62,11 @@ class GatewayFunction(Construct):
             description=f"LLM Gateway {fn_spec.family} function",
         )
         self.log_group.grant_write(self.role)
+        environment = {**spec.POWERTOOLS_ENV, **deps.data.environment()}
+        if fn_spec.audit_events:
+            environment.update(deps.audit.environment())
+        environment.update(deps.environment)
+        environment.update(extra_environment or {})
         self.function = lambda_.Function(
             self, "Function",
             description=fn_spec.description,
@@ -52,43 +76,47 @@ class GatewayFunction(Construct):
             code=lambda_.Code.from_asset(str(code), exclude=ASSET_EXCLUDE),
             memory_size=fn_spec.memory_mb,
             timeout=Duration.seconds(fn_spec.timeout_s),
-            layers=layers,
-            environment={**spec.POWERTOOLS_ENV, **data.environment(), **environment},
+            layers=[deps.layer, *extra_layers],
+            environment=environment,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             role=self.role,
         )
-        data.grant(self.function, fn_spec.tables, fn_spec.bucket)
-        if fn_spec.provider_secrets and provider_secret_prefix:
-            self.function.add_to_role_policy(iam.PolicyStatement(
-                sid="ReadProviderCredentials",
-                actions=["secretsmanager:GetSecretValue"],
-                resources=[Stack.of(self).format_arn(
-                    service="secretsmanager", resource="secret",
-                    resource_name=f"{provider_secret_prefix}*",
-                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                )],
-            ))
-        observability.watch_function(fn_spec.family, self.function)
+        deps.data.grant(self.function, fn_spec.tables, fn_spec.bucket)
+        if fn_spec.audit_events:
+            deps.audit.grant_put(self.function)
 
         acknowledge(self, "IAM5[Resource::*]",
                     "X-Ray tracing (active): xray:PutTraceSegments/PutTelemetryRecords accept no resource scope.")
         acknowledge(self, "L1", f"Python {spec.PYTHON_VERSION} is pinned: the layer's binary wheels are built for "
                     "this ABI (infra/spec.py PYTHON_VERSION); runtime and wheels move together.")
         if fn_spec.bucket:
-            acknowledge(self, f"IAM5[Resource::{logical_ref(data.bucket, 'Arn')}/*]",
+            acknowledge(self, f"IAM5[Resource::{finding_resource(self, deps.data.bucket.arn_for_objects('*'))}]",
                         "Object keys are per tenant and per request; object actions are limited to "
                         "GetObject/PutObject on the gateway's own bucket, and FileStorage enforces the tenant prefix.")
-        if fn_spec.provider_secrets and provider_secret_prefix:
-            acknowledge(self, "IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
-                        f"secret:{provider_secret_prefix}*]",
-                        "Provider credentials are secrets named by the operator under one prefix; "
+        if fn_spec.provider_secrets and deps.provider_secret_prefix:
+            secrets = stack.format_arn(
+                service="secretsmanager", resource="secret",
+                resource_name=f"{deps.provider_secret_prefix}*", arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
+            self.function.add_to_role_policy(iam.PolicyStatement(
+                sid="ReadProviderCredentials", actions=["secretsmanager:GetSecretValue"], resources=[secrets],
+            ))
+            acknowledge(self, f"IAM5[Resource::{finding_resource(self, secrets)}]",
+                        "Provider credentials are secrets the operator names under one prefix; "
                         "read-only (GetSecretValue) and limited to that prefix.")
-
-
-def construct_id(family: str) -> str:
-    """`chat_stream` -> `ChatStream`."""
-    return "".join(part.capitalize() for part in family.split("_"))
+        if fn_spec.hooks and deps.hook_function_prefix:
+            hooks = stack.format_arn(
+                service="lambda", resource="function",
+                resource_name=f"{deps.hook_function_prefix}*", arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
+            self.function.add_to_role_policy(iam.PolicyStatement(
+                sid="InvokeTenantHooks", actions=["lambda:InvokeFunction"], resources=[hooks],
+            ))
+            acknowledge(self, f"IAM5[Resource::{finding_resource(self, hooks)}]",
+                        "Tenants' pre/post hooks are functions the operator deploys under one name prefix; "
+                        "invoke only, limited to that prefix.")
+        deps.observability.watch_function(fn_spec.family, self.function)
 
 
 class Functions(Construct):
@@ -101,19 +129,10 @@ class Functions(Construct):
         *,
         specs: tuple[spec.FunctionSpec, ...],
         code_paths: dict[str, Path],
-        layer: lambda_.ILayerVersion,
-        data: DataStore,
-        observability: Observability,
-        environment: dict[str, str],
-        provider_secret_prefix: str,
+        deps: SharedDeps,
     ) -> None:
         super().__init__(scope, construct_id_)
         self.by_family: dict[str, lambda_.Function] = {}
         for fs in specs:
-            fn = GatewayFunction(
-                self, construct_id(fs.family),
-                fn_spec=fs, code=code_paths[fs.family], layers=[layer], data=data,
-                observability=observability, environment=environment,
-                provider_secret_prefix=provider_secret_prefix,
-            )
+            fn = GatewayFunction(self, construct_id(fs.family), fn_spec=fs, code=code_paths[fs.family], deps=deps)
             self.by_family[fs.family] = fn.function

@@ -11,9 +11,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra import spec
-from infra.constructs.data import DataStore
-from infra.constructs.functions import GatewayFunction
-from infra.constructs.observability import Observability
+from infra.constructs.functions import GatewayFunction, SharedDeps
 
 APP_PORT = "8080"
 
@@ -33,12 +31,8 @@ class Streaming(Construct):
         construct_id: str,
         *,
         code: Path,
-        layer: lambda_.ILayerVersion,
         lwa_layer_version: int,
-        data: DataStore,
-        observability: Observability,
-        environment: dict[str, str],
-        provider_secret_prefix: str,
+        deps: SharedDeps,
     ) -> None:
         super().__init__(scope, construct_id)
         self.web_adapter = lambda_.LayerVersion.from_layer_version_arn(
@@ -47,9 +41,8 @@ class Streaming(Construct):
         )
         fn = GatewayFunction(
             self, "ChatStream",
-            fn_spec=spec.CHAT_STREAM, code=code, layers=[layer, self.web_adapter], data=data,
-            observability=observability, environment={**environment, **web_adapter_env()},
-            provider_secret_prefix=provider_secret_prefix,
+            fn_spec=spec.CHAT_STREAM, code=code, deps=deps,
+            extra_layers=(self.web_adapter,), extra_environment=web_adapter_env(),
         )
         self.function = fn.function
         self.function_url = self.function.add_function_url(

@@ -69,7 +69,7 @@ class Built:
         return out
 
 
-def synth(config: Any, *, nag: bool = False, outdir: Path | None = None) -> Built:
+def synth(config: Any, *, nag: bool = False, outdir: Path | None = None, env: dict[str, str] | None = None) -> Built:
     import aws_cdk as cdk
     from aws_cdk.assertions import Template
 
@@ -79,7 +79,7 @@ def synth(config: Any, *, nag: bool = False, outdir: Path | None = None) -> Buil
     app = cdk.App(context=cdk_context(), outdir=str(outdir) if outdir else None)
     if nag:
         apply_nag(app)
-    stack = GatewayStack(app, "LlmGatewayTest", config=config)
+    stack = GatewayStack(app, "LlmGatewayTest", config=config, env=cdk.Environment(**env) if env else None)
     template = Template.from_stack(stack)
     return Built(stack=stack, template=template, json=template.to_json())
 

@@ -15,10 +15,13 @@ from tests.infra.conftest import make_config, synth
 
 
 @pytest.mark.infra
-def test_aws_solutions_checks_pass(tmp_path_factory):
+@pytest.mark.parametrize("env", [None, {"account": "123456789012", "region": "eu-west-1"}], ids=["agnostic", "deploy-env"])
+def test_aws_solutions_checks_pass(tmp_path_factory, env):
+    """With and without an environment: the CLI sets one from the AWS profile, which turns the
+    region and account in ARNs (and so in the findings to acknowledge) into literals."""
     pytest.importorskip("cdk_nag")
     try:
-        synth(make_config(tmp_path_factory), nag=True, outdir=tmp_path_factory.mktemp("nag.out"))
+        synth(make_config(tmp_path_factory), nag=True, outdir=tmp_path_factory.mktemp("nag.out"), env=env)
     except Exception as exc:  # ValidationFailed: the report names each finding
         pytest.fail(f"cdk-nag findings not acknowledged (see infra/nag.py):\n{exc}")
 
@@ -27,7 +30,8 @@ def test_aws_solutions_checks_pass(tmp_path_factory):
 def test_context_changes_what_is_deployed(tmp_path_factory):
     cfg = make_config(
         tmp_path_factory, lwa_layer_version=27, log_retention_days=7, file_expiry_days={"generated/": 2, "tmp/": 1},
-        retain_data=False, provider_secret_prefix="", extra_env={"LLMGW_CATALOG": "/opt/python/catalog.json"},
+        retain_data=False, provider_secret_prefix="", hook_function_prefix="",
+        extra_env={"LLMGW_CATALOG": "/opt/python/catalog.json"},
     )
     built = synth(cfg)
     rules = {r.get("Prefix"): r for r in built.resources("AWS::S3::Bucket").popitem()[1]["Properties"]["LifecycleConfiguration"]["Rules"]}
@@ -38,7 +42,7 @@ def test_context_changes_what_is_deployed(tmp_path_factory):
     assert any("LambdaAdapterLayerArm64:27" in str(layer) for layer in stream["Layers"])
     assert stream["Environment"]["Variables"]["LLMGW_CATALOG"] == "/opt/python/catalog.json"
     statements = built.role_statements(built.stack.functions.by_family["chat"])
-    assert not any("secretsmanager" in str(st["Action"]) for st in statements)
+    assert not any("secretsmanager" in str(st["Action"]) or "lambda:" in str(st["Action"]) for st in statements)
 
 
 # -- context parsing (no jsii) --------------------------------------------------------------
@@ -59,7 +63,9 @@ def test_cli_strings_are_parsed():
     cfg = GatewayConfig.from_context(node(
         lwaLayerVersion="26", logRetentionDays="90", retainData="false", nag="0",
         fileExpiryDays='{"generated/": 3}', layerAsset="/tmp/layer", extraEnv='{"LLMGW_EGRESS_BASE_URL": "https://egress"}',
+        hookFunctionPrefix="acme-hooks-",
     ), environ={})
+    assert cfg.hook_function_prefix == "acme-hooks-"
     assert cfg.lwa_layer_version == 26 and cfg.log_retention_days == 90
     assert cfg.retain_data is False and cfg.nag is False
     assert cfg.file_expiry_days == {"generated/": 3}

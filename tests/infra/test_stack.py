@@ -54,16 +54,19 @@ def test_tables_are_on_demand_encrypted_with_point_in_time_recovery(built):
 
 
 def test_ttl_only_where_items_expire(built):
+    """TTL attributes are the ones provision.py declares (local mode enables the same)."""
+    from llm_gateway.stores import provision
+
+    ttls = spec.table_ttls()
+    assert ttls == getattr(provision, "TTL_ATTRIBUTES", spec.DEFAULT_TTL_ATTRIBUTES)
+    assert ttls.get("usage_table") == "ttl"  # what stores/usage.py writes
     tables = built.resources("AWS::DynamoDB::Table")
     for setting, table in built.stack.data.tables.items():
         props = tables[built.logical_id(table)]["Properties"]
-        ttl = spec.TABLE_OPTIONS.get(setting, spec.TableOptions()).ttl_attribute
-        if ttl:
-            assert props["TimeToLiveSpecification"] == {"AttributeName": ttl, "Enabled": True}
+        if setting in ttls:
+            assert props["TimeToLiveSpecification"] == {"AttributeName": ttls[setting], "Enabled": True}
         else:
             assert "TimeToLiveSpecification" not in props
-    usage = tables[built.logical_id(built.stack.data.tables["usage_table"])]["Properties"]
-    assert usage["TimeToLiveSpecification"]["AttributeName"] == "ttl"  # what stores/usage.py writes
 
 
 def test_table_construct_ids_are_stable():
@@ -140,11 +143,14 @@ def test_functions_get_the_real_table_and_bucket_names_config_reads(built, monke
     bucket_id = built.logical_id(built.stack.data.bucket)
     expected = {spec.table_env_var(s): {"Ref": built.logical_id(t)} for s, t in built.stack.data.tables.items()}
     expected[spec.FILES_BUCKET_ENV] = {"Ref": bucket_id}
+    expected[spec.EVENT_BUS_ENV] = {"Ref": built.logical_id(built.stack.audit.bus)}
     for family, fn in all_functions(built).items():
         env = built.function(fn)["Environment"]["Variables"]
         assert {k: env.get(k) for k in expected} == expected, family
 
     attrs = {spec.table_env_var(s): s for s in built.stack.data.tables} | {spec.FILES_BUCKET_ENV: "files_bucket"}
+    if "event_bus" in getattr(settings(), "__dataclass_fields__", {}):
+        attrs[spec.EVENT_BUS_ENV] = "event_bus"
     for name, attr in attrs.items():
         monkeypatch.setenv(name, f"deployed-{attr}")
     reset_settings()
@@ -240,7 +246,7 @@ def test_chat_stream_script_starts_uvicorn_on_port_with_the_layer_on_pythonpath(
 
 def test_outputs_name_both_endpoints(built):
     outputs = built.json["Outputs"]
-    assert {"HttpApiUrl", "ChatStreamUrl", "FilesBucketName", "KeysTableName"} <= set(outputs)
+    assert {"HttpApiUrl", "ChatStreamUrl", "FilesBucketName", "KeysTableName", "AuditEventBusName"} <= set(outputs)
     assert outputs["ChatStreamUrl"]["Value"]["Fn::GetAtt"][1] == "FunctionUrl"
 
 
@@ -305,16 +311,40 @@ def test_roles_use_no_aws_managed_policies_and_log_only_to_their_group(built):
         assert logs and all(st["Resource"] == {"Fn::GetAtt": [log_group, "Arn"]} for st in logs), family
 
 
-def test_every_table_a_function_may_use_is_deployed_and_every_deployed_table_is_used(built):
+def test_every_deployed_table_is_granted_to_some_function(built):
     """A table added to provision.TABLES is deployed automatically; this reminds you to grant it."""
     used = {t for fs in spec.ALL_FUNCTIONS for t in fs.tables}
-    deployed = set(built.stack.data.tables)
-    assert used <= deployed
-    unused = deployed - used
+    assert all(t.endswith("_table") for t in used)  # Settings attribute names
+    unused = set(built.stack.data.tables) - used
     assert not unused, (
         f"tables {sorted(unused)} are deployed but no function may access them: "
         "add them to a FunctionSpec's `tables` in infra/spec.py"
     )
+
+
+def test_request_path_tables_are_granted_to_every_family(built):
+    from llm_gateway.stores.provision import TABLES
+
+    for fs in spec.ALL_FUNCTIONS:
+        assert fs.tables["keys_table"] == spec.READ and fs.tables["usage_table"] == spec.WRITE
+        if "counters_table" in TABLES:  # rate limits and budgets: read and update counters
+            fn = all_functions(built)[fs.family]
+            table_id = built.logical_id(built.stack.data.tables["counters_table"])
+            actions = {a for st in built.role_statements(fn) for a in as_list(st["Action"])
+                       if {"Fn::GetAtt": [table_id, "Arn"]} in as_list(st["Resource"])}
+            assert {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem"} <= actions, fs.family
+
+
+def test_audit_events_only_to_the_gateway_bus_and_hooks_only_by_prefix(built):
+    bus_id = built.logical_id(built.stack.audit.bus)
+    for family, fn in all_functions(built).items():
+        statements = built.role_statements(fn)
+        events = [st for st in statements if any(a.startswith("events:") for a in as_list(st["Action"]))]
+        assert [as_list(st["Action"]) for st in events] == [["events:PutEvents"]], family
+        assert events[0]["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+        hooks = [st for st in statements if any(a.startswith("lambda:") for a in as_list(st["Action"]))]
+        assert [as_list(st["Action"]) for st in hooks] == [["lambda:InvokeFunction"]], family
+        assert json.dumps(hooks[0]["Resource"]).endswith(':function:llmgw-hook-*"]]}')
 
 
 # -- observability --------------------------------------------------------------------------
