@@ -44,6 +44,14 @@ def fake(api, use_catalog):
     server.stop()
 
 
+@pytest.fixture
+def bare_fake():
+    """The fake alone, for tests that drive the adapter directly (no handler, no moto)."""
+    server = FakeBedrock().start()
+    yield server
+    server.stop()
+
+
 def sse_events(body: str) -> list[tuple[str | None, Any]]:
     """(event name, data) for each SSE frame; data is JSON or the raw string."""
     out: list[tuple[str | None, Any]] = []
@@ -214,12 +222,30 @@ def test_mid_stream_exception_event_ends_the_stream_with_an_error_event(api, fak
     assert events[-1][0] == "error" and events[-1][1]["code"] == "rate_limited"
 
 
-def test_stalled_stream_times_out_on_the_ttft_budget(api, fake):
-    fake.script(Script(text="a b c d e f", stall_after_chunks=2))
-    resp = api.chat({"model": MODEL, "stream": True, "messages": [user("hi")], "timeout": {"ttft_ms": 400, "total_ms": 5000}})
+def _timeout_problem(resp) -> dict:
+    """The problem of a timed-out stream: a 504 before any content, else the `event: error`."""
+    if resp.status != 200:
+        assert resp.status == 504, resp.body
+        return resp.json()
     events = sse_events(resp.body)
     assert events[-1][0] == "error", resp.body
-    assert events[-1][1]["code"] == "provider_timeout"
+    return events[-1][1]
+
+
+@pytest.mark.parametrize("stall_after,timeout,bound_s", [
+    (1, {"ttft_ms": 400, "total_ms": 8000}, 3.0),  # messageStart only: no token within the TTFT budget
+    (3, {"ttft_ms": 8000, "total_ms": 1500}, 4.0),  # tokens flowed, then silence: the total budget ends it
+])
+def test_stalled_stream_times_out_on_its_budget(api, fake, stall_after, timeout, bound_s):
+    import time
+
+    fake.script(Script(text="a b c d e f", stall_after_chunks=stall_after))
+    started = time.monotonic()
+    resp = api.chat({"model": MODEL, "stream": True, "messages": [user("hi")], "timeout": timeout})
+    elapsed = time.monotonic() - started
+    problem = _timeout_problem(resp)
+    assert problem["code"] == "provider_timeout" and problem["provider"] == "bedrock", problem
+    assert elapsed < bound_s, elapsed
 
 
 def test_cut_connection_mid_stream_is_a_provider_error(api, fake):
@@ -238,3 +264,98 @@ def test_unreachable_endpoint_is_a_provider_error(api, use_catalog):
     resp = api.chat({"model": MODEL, "messages": [user("hi")]})
     assert resp.status == 502, resp.body
     assert resp.json()["code"] == "provider_error" and "EndpointConnectionError" in resp.json()["detail"]
+
+
+class _RecordingBreakers:
+    """Stands in for the outbound client's breakers: records what the adapter reports."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[tuple[str, str]] = []
+
+    def acquire(self, provider_id: str, url: str):
+        outcomes = self.outcomes
+
+        class Permit:
+            def success(self) -> None:
+                outcomes.append((url, "success"))
+
+            def failure(self) -> None:
+                outcomes.append((url, "failure"))
+
+            def neutral(self) -> None:
+                outcomes.append((url, "neutral"))
+
+        return Permit()
+
+
+def _direct_adapter(fake: FakeBedrock):
+    """The adapter on its own (no handler), with breakers it reports to."""
+    from types import SimpleNamespace
+
+    from llm_gateway.api.models import ChatRequest
+    from llm_gateway.providers.base import Deadline, ProviderCall
+    from llm_gateway.providers.bedrock import BedrockAdapter
+    from llm_gateway.registry.catalog import Catalog
+
+    provider, models = fake.catalog(CAPS)
+    model = Catalog({"providers": [provider], "models": models}).lookup(MODEL)
+    breakers = _RecordingBreakers()
+    adapter = BedrockAdapter(model.provider, SimpleNamespace(breakers=breakers))
+
+    def call() -> ProviderCall:
+        return ProviderCall(request=ChatRequest.model_validate({"model": MODEL, "messages": [user("hi")]}), model=model,
+                            deadline=Deadline(ttft_s=5, total_s=10))
+
+    return adapter, call, breakers
+
+
+@pytest.mark.parametrize("script,outcome", [
+    (Script(), "success"),
+    (Script(error="rate_limit"), "neutral"),  # a quota signal, not an outage
+    (Script(error="server"), "failure"),
+    (Script(error="overloaded"), "failure"),
+    (Script(error="context_length"), "success"),  # the upstream answered; the request was the problem
+    (Script(error="auth"), "success"),
+    (Script(cut_after_chunks=3), "failure"),  # streamed only
+])
+def test_every_call_reports_to_the_upstream_circuit_breaker(bare_fake, script, outcome):
+    """botocore bypasses the outbound client, so the adapter asks the breaker itself."""
+    from llm_gateway.api.errors import GatewayError
+
+    adapter, call, breakers = _direct_adapter(bare_fake)
+    bare_fake.script(script)
+    modes = ("stream",) if script.cut_after_chunks else ("chat", "stream")
+    for mode in modes:
+        breakers.outcomes.clear()
+        try:
+            result = adapter.chat(call()) if mode == "chat" else list(adapter.stream(call()))
+            assert result
+        except GatewayError:
+            pass
+        assert breakers.outcomes == [(bare_fake.url, outcome)], mode
+
+
+def test_the_watchdog_abort_wakes_a_blocked_stream_read(bare_fake):
+    """A `CallControl` bound by the invoker can abort the stream by shutting its socket down."""
+    control_mod = pytest.importorskip("llm_gateway.outbound.control")
+    import threading
+    import time
+
+    from llm_gateway.api.errors import GatewayError
+
+    adapter, call, breakers = _direct_adapter(bare_fake)
+    bare_fake.script(Script(text="a b c d", stall_after_chunks=3))
+    control = control_mod.CallControl(ttft_s=30, total_s=30, provider_id="bedrock", model_id=MODEL)
+    token = control_mod.bind(control)
+    try:
+        deltas = adapter.stream(call())
+        assert next(deltas).text == "a "
+        threading.Timer(0.3, lambda: control.abort(control_mod.CANCELLED)).start()
+        started = time.monotonic()
+        with pytest.raises(GatewayError) as e:
+            list(deltas)
+        assert time.monotonic() - started < 3
+    finally:
+        control_mod.unbind(token)
+    assert e.value.extra.get("cancelled") is True
+    assert breakers.outcomes == [(bare_fake.url, "neutral")]

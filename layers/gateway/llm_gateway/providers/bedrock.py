@@ -565,30 +565,83 @@ class BedrockAdapter(ProviderAdapter):
 
     def chat(self, call: ProviderCall) -> ChatResult:
         params = self.build_request(call)
+        control = _current_control()
+        if control is not None:
+            control.check()  # already timed out or cancelled: no call
         client = self.client(self._budget(call, call.deadline.remaining(), "total"))
+        permit = self._permit(client)
         try:
             data = client.converse(**params)
         except self._transport_errors() as exc:
-            raise self.translate_exception(exc) from None
-        return self.parse_result(data, call)
+            raise self._failed(self.translate_exception(exc), permit, control) from None
+        try:
+            result = self.parse_result(data, call)
+        except GatewayError as exc:
+            raise self._failed(exc, permit, control) from None
+        _report(permit, "success")
+        return result
 
     def stream(self, call: ProviderCall) -> Iterator[StreamDelta]:
         params = self.build_request(call)
+        control = _current_control()
+        if control is not None:
+            control.check()
         client = self.client(self._budget(call, call.deadline.first_token_remaining(), "ttft"))
+        permit = self._permit(client)
         errors = self._transport_errors()
         try:
             resp = client.converse_stream(**params)
         except errors as exc:
-            raise self.translate_exception(exc) from None
+            raise self._failed(self.translate_exception(exc), permit, control) from None
         events = resp["stream"]
+        sock = _socket_of(events)
+        remove = control.on_abort(lambda: _shutdown(sock)) if control is not None and sock is not None else _noop
+        first = False
         try:
-            yield from self.parse_stream(events, call)
+            for delta in self.parse_stream(events, call):
+                if not first and (delta.text or delta.tool_calls):
+                    first = True
+                    if sock is not None:  # from the first token on, only the total budget bounds a read
+                        _settimeout(sock, call.deadline.remaining())
+                yield delta
         except errors as exc:
-            raise self.translate_exception(exc) from None
+            raise self._failed(self.translate_exception(exc), permit, control) from None
+        except GatewayError as exc:
+            raise self._failed(exc, permit, control) from None
+        except GeneratorExit:
+            _report(permit, "neutral")  # the consumer stopped reading
+            raise
+        else:
+            _report(permit, "success")
         finally:
+            remove()
             close = getattr(events, "close", None)
             if close is not None:
                 close()
+
+    # ------------------------------------------------------------ circuit breaker and deadlines
+
+    def _permit(self, client: Any) -> Any:
+        """A call admitted by the outbound client's circuit breaker for this upstream (when it has
+        breakers): botocore does not go through the outbound client, so the adapter asks itself."""
+        breakers = getattr(self.http, "breakers", None)
+        if breakers is None:
+            return None
+        return breakers.acquire(self.provider.id, client.meta.endpoint_url)
+
+    def _failed(self, err: GatewayError, permit: Any, control: Any) -> GatewayError:
+        """Report the outcome to the breaker and name an abort after its deadline."""
+        if control is not None and control.reason is not None:
+            _report(permit, "neutral" if control.reason == "cancelled" else "failure")
+            return control.error(control.reason)
+        status = err.extra.get("provider_status")
+        if err.code == "rate_limited":
+            _report(permit, "neutral")
+        elif err.code == "provider_timeout" or status is None or status >= 500 or status == 408:
+            _report(permit, "failure")  # transport failures, timeouts, 5xx: the upstream is unwell
+        else:
+            _report(permit, "success")  # a 4xx: the upstream is alive, the request was the problem
+        return err
 
     def parse_stream(self, events: Any, call: ProviderCall) -> Iterator[StreamDelta]:
         """ConverseStream events (dicts as botocore yields them) -> `StreamDelta`s."""
@@ -660,3 +713,48 @@ class BedrockAdapter(ProviderAdapter):
             raise GatewayError("provider_error", f"Provider '{self.provider.id}' streamed a structured answer that is not JSON.",
                                provider=self.provider.id) from None
         return self._answer_text(value, wrapped)
+
+
+# ---------------------------------------------------------------- helpers (deadline enforcement)
+
+
+def _current_control() -> Any:
+    """The attempt's `CallControl` bound by the invoker, if the outbound package provides one."""
+    try:
+        from llm_gateway.outbound.control import current_control
+    except ImportError:  # pragma: no cover - older outbound package
+        return None
+    return current_control()
+
+
+def _report(permit: Any, outcome: str) -> None:
+    if permit is not None:
+        getattr(permit, outcome)()
+
+
+def _socket_of(events: Any) -> Any:
+    """The socket under botocore's EventStream (urllib3 response -> connection -> socket)."""
+    raw = getattr(events, "_raw_stream", None)
+    conn = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
+    return getattr(conn, "sock", None)
+
+
+def _settimeout(sock: Any, seconds: float) -> None:
+    try:
+        sock.settimeout(max(0.001, seconds))
+    except OSError:
+        pass
+
+
+def _shutdown(sock: Any) -> None:
+    """Wake a read blocked on this socket in another thread (the watchdog's abort)."""
+    import socket
+
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except (OSError, TypeError):
+        pass
+
+
+def _noop() -> None:
+    return None
