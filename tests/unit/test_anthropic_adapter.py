@@ -123,6 +123,13 @@ def test_empty_text_parts_are_skipped_and_empty_tool_results_have_no_content():
     assert body["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "t1"}]
 
 
+def test_system_only_conversation_is_a_validation_error():
+    adapter, call = make({"messages": [msg("system", "Be terse.")]})
+    with pytest.raises(GatewayError) as err:
+        adapter.build_body(call, stream=False)
+    assert err.value.code == "validation_error"
+
+
 def test_final_assistant_prefill_loses_trailing_whitespace():
     body = body_for({"messages": [msg("user", "Say a JSON"), msg("assistant", "{\n  ")]})
     assert body["messages"][-1] == {"role": "assistant", "content": text("{")}
@@ -457,7 +464,7 @@ def test_message_delta_cumulative_usage_overrides_message_start():
 @pytest.mark.parametrize("etype,code", [("overloaded_error", "provider_error"), ("api_error", "provider_error"), ("rate_limit_error", "rate_limited")])
 def test_error_event_mid_stream(etype, code):
     adapter, call = make({"messages": [msg("user", "hi")]})
-    events = _stream_events()[:5] + [{"type": "error", "error": {"type": etype, "message": "Overloaded"}}]
+    events = _stream_events()[:5] + [{"type": "error", "error": {"type": etype, "message": "Overloaded sk-ant-api03-secretsecretsecret"}}]
     seen: list = []
     with pytest.raises(GatewayError) as err:
         for d in adapter.parse_stream(sse_lines(events), call):
@@ -465,6 +472,7 @@ def test_error_event_mid_stream(etype, code):
     assert err.value.code == code and err.value.provider == "anthropic"
     assert "mid-stream" in err.value.detail and etype in err.value.detail and "Overloaded" in err.value.detail
     assert "".join(d.text or "" for d in seen) == "Let me "
+    assert "secretsecret" not in err.value.detail
 
 
 def test_stream_cut_before_message_stop_is_an_error():

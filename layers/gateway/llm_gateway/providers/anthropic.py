@@ -48,7 +48,7 @@ from typing import Any
 
 import httpx
 
-from llm_gateway.api.errors import GatewayError
+from llm_gateway.api.errors import GatewayError, redact
 from llm_gateway.outbound.client import provider_status_error
 from llm_gateway.outbound.credentials import resolve_credential
 from llm_gateway.providers.base import ChatResult, ProviderAdapter, ProviderCall, StreamDelta, TokenUsage
@@ -295,6 +295,9 @@ class AnthropicAdapter(ProviderAdapter):
     def build_body(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
         req = call.request
         system, messages = self._messages(call)
+        if not messages:
+            raise GatewayError("validation_error", f"Provider '{self.provider.id}' (anthropic) needs at least one non-empty user or assistant message.",
+                               errors=[{"path": "messages", "message": "no user or assistant content"}], provider=self.provider.id)
         body: dict[str, Any] = {"model": call.model.provider_model, "max_tokens": self.max_tokens(call), "messages": messages}
         if system:
             body["system"] = system
@@ -367,6 +370,15 @@ class AnthropicAdapter(ProviderAdapter):
             message = f"overloaded: {message}"
         return provider_status_error(self.provider.id, status, message, headers,
                                      kind="rate_limit" if kind == "rate_limit_error" else None)
+
+    def _stream_error(self, err: dict[str, Any]) -> GatewayError:
+        """An `error` event after the stream began (e.g. `overloaded_error`): the HTTP status was 200."""
+        pid = self.provider.id
+        etype = err.get("type") or "error"
+        detail = f"Provider '{pid}' failed mid-stream ({etype}): {redact(str(err.get('message') or ''))[:1000]}"
+        if etype == "rate_limit_error":
+            return GatewayError("rate_limited", detail, provider=pid, retry_after_s=1.0, provider_status=429)
+        return GatewayError("provider_error", detail, provider=pid, provider_status=ERROR_STATUS.get(etype, 502))
 
     def raise_for_error(self, resp: httpx.Response) -> None:
         if resp.status_code < 400:
@@ -533,13 +545,7 @@ class AnthropicAdapter(ProviderAdapter):
                 done = True
                 break
             elif kind == "error":
-                err = data.get("error") or {}
-                etype = err.get("type")
-                message = err.get("message") or ""
-                exc = self._error(ERROR_STATUS.get(etype, 502), message, None, etype)
-                exc.detail = f"Provider '{pid}' failed mid-stream ({etype or 'error'}): {exc.detail.split(': ', 1)[-1]}"
-                exc.args = (exc.detail,)
-                raise exc
+                raise self._stream_error(data.get("error") or {})
             # ping and unknown events: ignored
         if not done:
             raise GatewayError("provider_error", f"Provider '{pid}' ended the stream before it was complete.", provider=pid)
