@@ -16,8 +16,12 @@ those at its emulator) or `{"aws": true, "access_key_env": ..., "secret_key_env"
 botocore fixes timeouts per client, so the adapter keeps a small LRU of clients keyed by read
 timeout (rounded up to 0.1 s below 10 s, to 1 s above): buffered calls use the remaining total
 budget, streams the time-to-first-token budget (also the longest allowed gap between two events;
-the total budget is checked between events). Retries are off (the gateway falls back
-instead). Provider options: `max_pool_connections` (50), `connect_timeout_s` (5), `proxy`,
+the total budget is checked between events; from the first token on, the socket's read timeout
+is the remaining total budget). Retries are off (the gateway falls back instead). botocore does
+not go through the outbound client, so the adapter itself asks the client's per-upstream circuit
+breaker for a permit and reports each outcome (5xx/timeouts/transport failures and broken streams
+fail, 429 is neutral, other 4xx succeed), and registers a stream's socket with the attempt's
+`CallControl` so the watchdog can abort it (buffered calls are bounded by the read timeout only). Provider options: `max_pool_connections` (50), `connect_timeout_s` (5), `proxy`,
 `s3_bucket_owner` (for `s3Location` media).
 
 Request translation:
