@@ -482,10 +482,21 @@ def test_stream_cut_before_message_stop_is_an_error():
     assert err.value.code == "provider_error" and "before it was complete" in err.value.detail
 
 
-def test_malformed_stream_event():
+@pytest.mark.parametrize("data", ["data: {not json", "data: [1, 2]", 'data: {"type": "ping"} trailing'])
+def test_malformed_stream_event(data):
     adapter, call = make({"messages": [msg("user", "hi")]})
-    with pytest.raises(GatewayError):
-        list(adapter.parse_stream(["event: message_start", "data: {not json", ""], call))
+    with pytest.raises(GatewayError) as err:
+        list(adapter.parse_stream(["event: message_start", data, ""], call))
+    assert err.value.code == "provider_error" and "malformed" in err.value.detail
+
+
+def test_data_field_without_space_is_accepted():
+    adapter, call = make({"messages": [msg("user", "hi")]})
+    lines = ['data:{"type":"message_start","message":{"usage":{"input_tokens":2,"output_tokens":1}}}',
+             'data:{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"ok"}}',
+             'data:{"type":"message_stop"}']
+    deltas = list(adapter.parse_stream(lines, call))
+    assert deltas[0].text == "ok" and deltas[-1].usage.input_tokens == 2
 
 
 # ------------------------------------------------------------------ errors

@@ -100,6 +100,9 @@ _DROPPED_CONSTRAINTS = {
 }
 
 
+_raw_decode = json.JSONDecoder().raw_decode  # stream events: skips json.loads' argument checks
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -475,13 +478,19 @@ class AnthropicAdapter(ProviderAdapter):
         done = False
         loads = json.loads
         for line in lines:
-            if not line.startswith("data:"):
-                continue
+            if line[:6] == "data: ":
+                raw = line[6:]
+            elif line[:5] == "data:":
+                raw = line[5:].lstrip()
+            else:
+                continue  # `event:` names repeat the JSON `type`; blank lines and comments carry nothing
             try:
-                data = loads(line[5:])
-            except ValueError:
+                data, end = _raw_decode(raw)
+                if end != len(raw) and raw[end:].strip():
+                    raise ValueError(raw)
+                kind = data.get("type")
+            except (ValueError, AttributeError):
                 raise GatewayError("provider_error", f"Provider '{pid}' sent a malformed stream event.", provider=pid) from None
-            kind = data.get("type")
             if kind == "content_block_delta":
                 delta = data.get("delta") or {}
                 dkind = delta.get("type")
