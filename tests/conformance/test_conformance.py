@@ -216,3 +216,21 @@ def test_stream_cut_by_the_provider_is_an_error_not_a_short_answer(gateway, prov
     assert res.error_event is not None and res.error_event["code"] in ("provider_error", "provider_timeout")
     assert res.error_event.get("provider") == gw.provider_id
     assert LONG_TEXT.startswith(res.text)
+
+
+# ---------------------------------------------------------------- the registry itself
+
+
+@pytest.mark.parametrize("provider", list(FAKES))
+def test_fake_declares_only_known_features(provider):
+    _check_importable(provider)
+    unknown = _supports(provider) - set(FEATURES)
+    assert not unknown, f"{provider}.supports names features the suite does not know: {sorted(unknown)}"
+
+
+def test_matrix_renders_every_provider_and_feature():
+    from tests.conformance.matrix import matrix
+
+    table = matrix()
+    assert all(f"`{p}`" in table for p in FAKES)
+    assert all(f.title in table for f in FEATURES.values())

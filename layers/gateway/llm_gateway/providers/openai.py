@@ -95,6 +95,7 @@ _NOT_STRICT = ("allOf", "not", "if", "then", "else", "patternProperties", "depen
                "unevaluatedProperties", "propertyNames")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _WIRE_KEY = "_openai_wire"
+_raw_decode = json.JSONDecoder().raw_decode  # stream chunks: skips json.loads' argument and whitespace handling
 
 
 def _dumps(value: Any) -> str:
@@ -543,10 +544,13 @@ class OpenAIAdapter(ProviderAdapter):
                 raise GatewayError("provider_timeout", f"Provider '{pid}' did not finish the stream within the total timeout.",
                                    provider=pid, timeout="total")
             try:
-                data = json.loads(raw)
+                data, end = _raw_decode(raw)
             except ValueError:
-                raise GatewayError("provider_error", f"Provider '{pid}' sent a malformed stream chunk.", provider=pid) from None
-            if not isinstance(data, dict):
+                try:
+                    data, end = json.loads(raw), len(raw)
+                except ValueError:
+                    data, end = None, 0
+            if not isinstance(data, dict) or (end != len(raw) and raw[end:].strip()):
                 raise GatewayError("provider_error", f"Provider '{pid}' sent a malformed stream chunk.", provider=pid)
             if event.event == "error" or ("error" in data and not data.get("choices")):
                 raise self._stream_error(data)

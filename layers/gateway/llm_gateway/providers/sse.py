@@ -17,6 +17,9 @@ def iter_sse(lines: Iterable[str]) -> Iterator[SSEEvent]:
     event = ""
     data: list[str] = []
     for line in lines:
+        if line[:6] == "data: ":  # the common case first
+            data.append(line[6:])
+            continue
         if not line:
             if data:
                 yield SSEEvent(event or "message", "\n".join(data))

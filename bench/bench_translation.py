@@ -1,0 +1,223 @@
+"""Provider translation cost, in-process (no network, no pipeline), for every provider.
+
+- **per request**: the normalized request → the provider's wire body (`build_body`) plus the
+  provider's JSON answer (decoded here too) → `ChatResult` (`parse_result`), for the same
+  realistic 6-message tool conversation (system prompt, two tool calls and their results, one
+  tool, `tool_choice`, temperature, max_tokens) every provider bench uses;
+- **per stream chunk**: one provider stream chunk → `StreamDelta` (`parse_stream`), timed per
+  `next()` over a 200-delta answer (so SSE parsing, JSON decoding and normalization all count).
+
+OpenAI and OpenAI-compatible cases live here (`CASES`). Other providers plug in either way:
+  - add a `Case` factory to `CASES` (an adapter, a call, its answer body and stream lines), or
+  - keep a `bench/bench_translation_<provider>.py` module exposing
+    `measure(iterations, warmup, stream_runs) -> {"request": summary, "chunk": summary}`
+    (see `bench._common.summary`); it is discovered and added to the summary table.
+
+Targets (issue 3): ≤ 100 µs per request and ≤ 10 µs per stream chunk, P99.
+Run: `python -m bench.bench_translation [provider ...]`.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench._common import machine, setup_env, summary, table, verdict
+
+TARGET_REQUEST_US = 100.0
+TARGET_CHUNK_US = 10.0
+ITERATIONS = int(os.environ.get("BENCH_TRANSLATION_N", "20000"))
+WARMUP = int(os.environ.get("BENCH_TRANSLATION_WARMUP", "2000"))
+STREAM_RUNS = int(os.environ.get("BENCH_TRANSLATION_STREAM_RUNS", "200"))
+STREAM_DELTAS = 200
+
+PAYLOAD = {
+    "messages": [
+        {"role": "system", "content": [{"type": "text", "text": "You are a concise travel assistant."}]},
+        {"role": "user", "content": [{"type": "text", "text": "What's the weather in Paris and Rome right now?"}]},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Let me check both cities."},
+            {"type": "tool_call", "tool_call": {"id": "call_01", "name": "get_weather", "arguments": {"city": "Paris"}}},
+            {"type": "tool_call", "tool_call": {"id": "call_02", "name": "get_weather", "arguments": {"city": "Rome"}}},
+        ]},
+        {"role": "tool", "content": [{"type": "tool_result", "tool_result": {"tool_call_id": "call_01", "content": "18C, sunny"}}]},
+        {"role": "tool", "content": [{"type": "tool_result", "tool_result": {"tool_call_id": "call_02", "content": "24C, clear"}}]},
+        {"role": "user", "content": [{"type": "text", "text": "Which one is warmer?"}]},
+    ],
+    "tool_choice": "auto",
+    "temperature": 0.2,
+    "max_tokens": 512,
+}
+TOOLS = [{"name": "get_weather", "description": "Current weather for a city",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+
+
+@dataclass
+class Case:
+    """One provider's translation paths, ready to time."""
+
+    translate: Callable[[], Any]  # one request: build the wire body + parse the (JSON) answer
+    stream: Callable[[], Iterator[Any]]  # a fresh delta iterator over one streamed answer
+    expect_deltas: int  # deltas one stream yields (checked, so the bench measures what it claims)
+    describe: str
+
+
+def _openai_case(kind: str = "openai") -> Case:
+    setup_env()
+    import httpx
+
+    from llm_gateway.api.models import ChatRequest
+    from llm_gateway.outbound.client import OutboundClient
+    from llm_gateway.providers.base import Deadline, ProviderCall
+    from llm_gateway.providers.openai import OpenAIAdapter
+    from llm_gateway.providers.openai_compatible import OpenAICompatibleAdapter
+    from llm_gateway.registry.catalog import ModelSpec, ProviderSpec
+    from tests.fakes.openai import render_completion, render_stream
+    from tests.fakes.script import Script
+
+    provider = ProviderSpec(id=kind, kind=kind, base_url="https://api.openai.test/v1", credential=None)
+    model = ModelSpec(id=f"{kind}::gpt-4o-mini", provider=provider, provider_model="gpt-4o-mini",
+                      capabilities=frozenset({"chat", "stream", "tools"}), lifecycle="production")
+    call = ProviderCall(request=ChatRequest.model_validate({"model": model.id, **PAYLOAD}), model=model,
+                        deadline=Deadline(ttft_s=3600, total_s=3600), tools=TOOLS)
+    cls = OpenAICompatibleAdapter if kind == "openai_compatible" else OpenAIAdapter
+    adapter = cls(provider, OutboundClient(httpx.Client()))
+    adapter.check(call)
+    answer = Script(text="Rome is warmer: 24C against 18C in Paris.", input_tokens=2168, cached_tokens=2048, output_tokens=14)
+    answer_raw = json.dumps(render_completion(answer))
+    # a 200-delta answer, one word per chunk, then the finish chunk, the usage chunk and [DONE]
+    words = " ".join(f"word{i}" for i in range(STREAM_DELTAS))
+    frames = render_stream(Script(text=words, input_tokens=2168, cached_tokens=2048, output_tokens=STREAM_DELTAS))
+    # render_stream groups three words per chunk; re-split to one word per chunk
+    chunks = [json.loads(f[6:]) for f in frames[:-1]]
+    head, tail = chunks[0], chunks[-2:]
+    body = chunks[1]
+    per_word = []
+    for i in range(STREAM_DELTAS):
+        c = json.loads(json.dumps(body))
+        c["choices"][0]["delta"] = {"content": f"word{i} "}
+        per_word.append(c)
+    lines: list[str] = []
+    for c in [head, *per_word, *tail]:
+        lines += ["data: " + json.dumps(c, separators=(",", ":")), ""]
+    lines += ["data: [DONE]", ""]
+
+    def translate() -> Any:
+        adapter.build_body(call, stream=False)
+        return adapter.parse_result(json.loads(answer_raw))
+
+    result = translate()
+    assert result.finish_reason == "stop" and result.usage.cached_input_tokens == 2048
+    return Case(translate, lambda: adapter.parse_stream(lines), STREAM_DELTAS + 1,
+                "6-message tool conversation, one tool; 200 one-word `chat.completion.chunk`s + finish + usage chunk")
+
+
+CASES: dict[str, Callable[[], Case]] = {
+    "openai": _openai_case,
+    "openai_compatible": lambda: _openai_case("openai_compatible"),
+}
+
+
+def measure_case(case: Case, iterations: int = ITERATIONS, warmup: int = WARMUP, stream_runs: int = STREAM_RUNS) -> dict[str, Any]:
+    per_request: list[float] = []
+    per_chunk: list[float] = []
+    clock = time.perf_counter_ns
+    translate = case.translate
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(warmup + iterations):
+            t0 = clock()
+            translate()
+            dt = clock() - t0
+            if i >= warmup:
+                per_request.append(dt / 1000)
+        for run in range(stream_runs + 5):
+            gen = case.stream()
+            n = 0
+            while True:
+                t0 = clock()
+                try:
+                    next(gen)
+                except StopIteration:
+                    break
+                dt = clock() - t0
+                n += 1
+                if run >= 5:
+                    per_chunk.append(dt / 1000)
+            assert n == case.expect_deltas, f"expected {case.expect_deltas} deltas, got {n}"
+    finally:
+        gc.enable()
+    return {"iterations": iterations, "stream_runs": stream_runs, "request": summary(per_request),
+            "chunk": summary(per_chunk), "describe": case.describe}
+
+
+def discovered() -> dict[str, Callable[..., dict[str, Any]]]:
+    """`bench/bench_translation_<provider>.py` modules with a `measure()`."""
+    out: dict[str, Callable[..., dict[str, Any]]] = {}
+    for path in sorted(Path(__file__).parent.glob("bench_translation_*.py")):
+        name = path.stem.removeprefix("bench_translation_")
+        try:
+            module = importlib.import_module(f"bench.{path.stem}")
+        except Exception as exc:  # noqa: BLE001 - a broken provider bench must not hide the others
+            print(f"<!-- skipped {path.name}: {exc!r} -->", file=sys.stderr)
+            continue
+        if callable(getattr(module, "measure", None)):
+            out[name] = module.measure
+    return out
+
+
+def measure_all(only: Iterable[str] = (), iterations: int = ITERATIONS, warmup: int = WARMUP,
+                stream_runs: int = STREAM_RUNS) -> dict[str, dict[str, Any]]:
+    setup_env()
+    wanted = set(only)
+    results: dict[str, dict[str, Any]] = {}
+    for name, factory in CASES.items():
+        if not wanted or name in wanted:
+            results[name] = measure_case(factory(), iterations, warmup, stream_runs)
+    for name, measure in discovered().items():
+        if name in results or (wanted and name not in wanted):
+            continue
+        results[name] = measure(iterations=iterations, warmup=warmup, stream_runs=stream_runs)
+    return results
+
+
+def render(results: dict[str, dict[str, Any]]) -> str:
+    us = lambda v: f"{v:.2f}"  # noqa: E731
+    rows = []
+    all_ok = True
+    for name, r in results.items():
+        req, chunk = r["request"], r["chunk"]
+        ok = req["p99"] <= TARGET_REQUEST_US and chunk["p99"] <= TARGET_CHUNK_US
+        all_ok &= ok
+        rows.append([name, us(req["p50"]), us(req["p99"]), us(chunk["p50"]), us(chunk["p99"]), verdict(ok)])
+    any_r = next(iter(results.values()), {"iterations": 0, "stream_runs": 0})
+    return "\n".join([
+        "## Translation overhead per provider (in-process)",
+        "",
+        f"{any_r['iterations']} request translations (build the wire body + decode and parse the answer) and "
+        f"{any_r['stream_runs']} streams of {STREAM_DELTAS} text deltas (each chunk timed on its own) per provider. "
+        f"Machine: {machine()}.",
+        "",
+        table(["provider", "request P50 µs", "request P99 µs", "chunk P50 µs", "chunk P99 µs",
+               f"≤ {TARGET_REQUEST_US:g} µs / ≤ {TARGET_CHUNK_US:g} µs (P99)"], rows),
+        "",
+        f"All providers within target: {verdict(all_ok)}.",
+        "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> str:
+    return render(measure_all(argv if argv is not None else sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    print(main())
