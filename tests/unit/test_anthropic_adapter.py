@@ -482,6 +482,14 @@ def test_stream_cut_before_message_stop_is_an_error():
     assert err.value.code == "provider_error" and "before it was complete" in err.value.detail
 
 
+def test_stream_past_the_total_deadline_is_a_timeout():
+    adapter, call = make({"messages": [msg("user", "hi")]})
+    call.deadline = Deadline(ttft_s=0.0, total_s=0.0)
+    with pytest.raises(GatewayError) as err:
+        list(adapter.parse_stream(sse_lines(_stream_events()), call))
+    assert err.value.code == "provider_timeout"
+
+
 @pytest.mark.parametrize("data", ["data: {not json", "data: [1, 2]", 'data: {"type": "ping"} trailing'])
 def test_malformed_stream_event(data):
     adapter, call = make({"messages": [msg("user", "hi")]})

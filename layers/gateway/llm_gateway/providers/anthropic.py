@@ -477,6 +477,7 @@ class AnthropicAdapter(ProviderAdapter):
         n_tools = 0
         done = False
         loads = json.loads
+        deadline = call.deadline if call is not None else None
         for line in lines:
             if line[:6] == "data: ":
                 raw = line[6:]
@@ -484,6 +485,9 @@ class AnthropicAdapter(ProviderAdapter):
                 raw = line[5:].lstrip()
             else:
                 continue  # `event:` names repeat the JSON `type`; blank lines and comments carry nothing
+            if deadline is not None and deadline.remaining() <= 0:  # a provider trickling events never trips socket timeouts
+                raise GatewayError("provider_timeout", f"Provider '{pid}' did not finish the stream within the total timeout.",
+                                   provider=pid, timeout="total")
             try:
                 data, end = _raw_decode(raw)
                 if end != len(raw) and raw[end:].strip():
