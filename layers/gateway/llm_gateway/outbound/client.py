@@ -2,19 +2,27 @@
 
 Transport failures become `provider_timeout` / `provider_error` naming the provider. An
 optional `LLMGW_EGRESS_BASE_URL` routes every provider call through an external egress gateway.
+
+Every call goes through the upstream's circuit breaker (`outbound/breaker.py`) and, when the
+invoker bound a `CallControl` (`outbound/control.py`), under the attempt's deadlines: socket
+timeouts are clamped to the time left, the body is read with the total deadline as its read
+timeout, and the watchdog can abort the call at any moment by shutting the socket down.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
 from llm_gateway.api.errors import GatewayError, redact
+from llm_gateway.outbound.breaker import BreakerRegistry, Permit
+from llm_gateway.outbound.control import CANCELLED, CallControl, current_control
 
 DEFAULT_CONNECT_S = float(os.environ.get("LLMGW_CONNECT_TIMEOUT_S", "5"))
 DEFAULT_READ_S = float(os.environ.get("LLMGW_READ_TIMEOUT_S", "60"))
@@ -72,7 +80,7 @@ def provider_status_error(
 class OutboundClient:
     """Thin wrapper over `httpx.Client` that names the provider in every failure."""
 
-    def __init__(self, client: httpx.Client | None = None) -> None:
+    def __init__(self, client: httpx.Client | None = None, breakers: BreakerRegistry | None = None) -> None:
         self._client = client or httpx.Client(
             timeout=httpx.Timeout(DEFAULT_READ_S, connect=DEFAULT_CONNECT_S),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=60),
@@ -80,6 +88,7 @@ class OutboundClient:
             trust_env=False,
         )
         self.egress_base_url = os.environ.get("LLMGW_EGRESS_BASE_URL") or None
+        self.breakers = breakers or BreakerRegistry()
 
     @property
     def raw(self) -> httpx.Client:
@@ -95,27 +104,150 @@ class OutboundClient:
     def request(
         self, provider_id: str, method: str, url: str, *, timeout: httpx.Timeout | float | None = None, **kwargs: Any
     ) -> httpx.Response:
+        """A buffered call: the whole body is read before returning, within the attempt's deadlines."""
+        control = current_control()
+        if control is not None:
+            control.check()  # already timed out or cancelled: no call, nothing for the breaker
+        permit = self.breakers.acquire(provider_id, url)
+        resp = self._open(provider_id, method, url, timeout, kwargs, permit, control)
+        remove = self._guard(resp, control)
         try:
-            return self._client.request(method, url, timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise _timeout_error(provider_id, exc) from None
+            if control is not None:
+                control.check()
+            resp.read()
         except httpx.HTTPError as exc:
-            raise _transport_error(provider_id, exc) from None
+            resp.close()
+            raise self._failed(provider_id, exc, permit, control) from None
+        except GatewayError as exc:  # aborted before the body was read
+            resp.close()
+            raise self._gateway_failed(exc, permit, control) from None
+        finally:
+            remove()
+        _judge_status(permit, resp.status_code, final=True)
+        return resp
 
     @contextmanager
     def stream(
         self, provider_id: str, method: str, url: str, *, timeout: httpx.Timeout | float | None = None, **kwargs: Any
     ) -> Iterator[httpx.Response]:
+        """A streamed call. Headers are awaited within the time-to-first-token budget; the body is
+        read within the total budget; the watchdog enforces both while the caller iterates."""
+        control = current_control()
+        if control is not None:
+            control.check()  # already timed out or cancelled: no call, nothing for the breaker
+        permit = self.breakers.acquire(provider_id, url)
+        resp = self._open(provider_id, method, url, timeout, kwargs, permit, control)
+        remove = self._guard(resp, control)
+        _judge_status(permit, resp.status_code, final=False)
         try:
-            with self._client.stream(method, url, timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT, **kwargs) as resp:
-                yield resp
-        except httpx.TimeoutException as exc:
-            raise _timeout_error(provider_id, exc) from None
+            if control is not None:
+                control.check()
+            yield resp
         except httpx.HTTPError as exc:
-            raise _transport_error(provider_id, exc) from None
+            raise self._failed(provider_id, exc, permit, control) from None
+        except GatewayError as exc:
+            raise self._gateway_failed(exc, permit, control) from None
+        except GeneratorExit:
+            permit.neutral()  # the consumer stopped reading (client gone, or it had all it needed)
+            raise
+        except BaseException:
+            permit.failure()
+            raise
+        else:
+            permit.success()
+        finally:
+            remove()
+            resp.close()
+
+    # ------------------------------------------------------------ internals
+
+    def _open(self, provider_id: str, method: str, url: str, timeout: Any, kwargs: dict[str, Any], permit: Permit,
+              control: CallControl | None) -> httpx.Response:
+        try:
+            req = self._client.build_request(method, url, timeout=self._timeout(timeout, control), **kwargs)
+            return self._client.send(req, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._failed(provider_id, exc, permit, control) from None
+        except GatewayError as exc:
+            raise self._gateway_failed(exc, permit, control) from None
+
+    def _timeout(self, given: httpx.Timeout | float | None, control: CallControl | None) -> httpx.Timeout:
+        if given is None or given is httpx.USE_CLIENT_DEFAULT:
+            base = self._client.timeout
+        elif isinstance(given, httpx.Timeout):
+            base = given
+        else:
+            base = httpx.Timeout(given)
+        if control is None:
+            return base
+        total = max(0.001, control.remaining())
+        wait = control.wait_budget()  # until the first token (streams) or the end (buffered)
+        return httpx.Timeout(connect=_cap(base.connect, total), read=_cap(base.read, wait),
+                             write=_cap(base.write, total), pool=_cap(base.pool, total))
+
+    def _guard(self, resp: httpx.Response, control: CallControl | None) -> Callable[[], None]:
+        """Let the watchdog abort this response, and read the body within the total budget."""
+        if control is None:
+            return _noop
+        try:
+            # httpcore reads the body's read timeout when the body is first iterated (after the
+            # headers), from this very dict: from now on only the total deadline bounds a read;
+            # the time-to-first-token deadline is the watchdog's job.
+            resp.request.extensions["timeout"]["read"] = max(0.001, control.remaining())
+        except (KeyError, TypeError):
+            pass
+        return control.on_abort(lambda: _shutdown(resp))
+
+    def _failed(self, provider_id: str, exc: httpx.HTTPError, permit: Permit, control: CallControl | None) -> GatewayError:
+        if control is not None and control.reason == CANCELLED:
+            permit.neutral()
+            return control.error(CANCELLED)
+        err = _timeout_error(provider_id, exc) if isinstance(exc, httpx.TimeoutException) else _transport_error(provider_id, exc)
+        permit.failure()
+        return control.translate(err) if control is not None else err
+
+    def _gateway_failed(self, exc: GatewayError, permit: Permit, control: CallControl | None) -> GatewayError:
+        if exc.extra.get("cancelled") or (control is not None and control.reason == CANCELLED):
+            permit.neutral()
+            return control.error(CANCELLED) if control is not None else exc
+        permit.failure()  # ignored when the status already decided (an HTTP error the adapter raised)
+        return control.translate(exc) if control is not None else exc
 
     def close(self) -> None:
         self._client.close()
+
+
+def _cap(value: float | None, limit: float) -> float:
+    return limit if value is None else max(0.001, min(value, limit))
+
+
+def _noop() -> None:
+    return None
+
+
+def _judge_status(permit: Permit, status: int, *, final: bool) -> None:
+    """5xx/408 are upstream failures; 429 says nothing about health; other answers are successes.
+    For a stream, a 2xx is judged when the stream ends (it can still break)."""
+    if status >= 500 or status == 408:
+        permit.failure()
+    elif status == 429:
+        permit.neutral()
+    elif status >= 400 or final:
+        permit.success()
+
+
+def _shutdown(resp: httpx.Response) -> None:
+    """Wake a read blocked on this response in another thread (the watchdog's abort)."""
+    if resp.is_closed:
+        return
+    stream = resp.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        try:
+            # the plain-socket shutdown, also for TLS sockets (no TLS close_notify from this thread)
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _timeout_error(provider_id: str, exc: Exception) -> GatewayError:

@@ -55,6 +55,7 @@ class UsageReporter:
             "ttft_ms": round(ctx.ttft_ms, 3) if ctx.ttft_ms is not None else None,
             "timestamp": time.time(),
         }
+        record.update(ctx.attributes.get("usage_record") or {})  # step-specific metadata (fallback trail, estimates)
         if usage is not None:
             record.update(
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
