@@ -509,3 +509,57 @@ def test_credential_sources_from_the_catalog(monkeypatch, tmp_path):
         with pytest.raises(GatewayError) as e:
             adapter_with(bad).client(5)
         assert e.value.code == "provider_error" and "AKIA" not in e.value.detail
+
+
+def test_own_event_stream_decoder_matches_botocore():
+    """The adapter decodes frames itself (faster than botocore's EventStream); same events out,
+    CRCs checked, exception frames mapped, a truncated stream refused."""
+    from botocore.eventstream import EventStream
+    from botocore.parsers import EventStreamJSONParser
+    from botocore.session import get_session
+
+    from tests.fakes.bedrock import FakeBedrock
+
+    adapter, call = make({"messages": [text("user", "x")]}, tools=[WEATHER])
+    fake = FakeBedrock()  # not started: only its frame rendering is used
+    from tests.fakes.script import Script
+
+    fake.script(Script(text="Hello there", tool_calls=[{"id": "t1", "name": "get_weather", "arguments": {"city": "P"}}],
+                       finish="tool_calls", cached_tokens=3))
+    frames = fake.stream_frames({"messages": [{"role": "user", "content": [{"text": "x"}]}]})
+    shape = get_session().get_service_model("bedrock-runtime").operation_model("ConverseStream").output_shape.members["stream"]
+
+    class Raw:
+        def stream(self):
+            return iter(frames)
+
+    ours = list(adapter.decode_events(iter(frames)))
+    theirs = list(EventStream(Raw(), shape, EventStreamJSONParser(), "ConverseStream"))
+    strip = lambda evs: [{k: {f: v for f, v in body.items() if f != "p"}} for e in evs for k, body in e.items()]  # noqa: E731
+    assert strip(ours) == strip(theirs)
+    # frames split at arbitrary byte boundaries decode the same
+    blob = b"".join(frames)
+    assert list(adapter.decode_events(iter([blob[i : i + 7] for i in range(0, len(blob), 7)]))) == ours
+
+    with pytest.raises(GatewayError) as e:
+        list(adapter.decode_events(iter([blob[:-3]])))
+    assert e.value.code == "provider_error" and "middle of an event" in e.value.detail
+    corrupt = bytearray(frames[1])
+    corrupt[-6] ^= 0xFF
+    with pytest.raises(GatewayError) as e:
+        list(adapter.decode_events(iter([frames[0], bytes(corrupt)])))
+    assert "corrupt" in e.value.detail
+    fake.stream_exception = ("throttlingException", "Slow down.", 2)
+    with pytest.raises(GatewayError) as e:
+        list(adapter.decode_events(iter(fake.stream_frames({"messages": [{"role": "user", "content": [{"text": "x"}]}]}))))
+    assert e.value.code == "rate_limited" and "Slow down." in e.value.detail
+
+
+def test_non_json_event_payload_is_a_provider_error():
+    adapter, _ = make({"messages": [text("user", "x")]})
+    bad = encode_frame({":event-type": "contentBlockDelta", ":content-type": "application/json", ":message-type": "event"}, b"{nope")
+    with pytest.raises(GatewayError) as e:
+        list(adapter.decode_events(iter([bad])))
+    assert e.value.code == "provider_error" and "not JSON" in e.value.detail
+    uni = encode_frame({":event-type": "contentBlockDelta", ":message-type": "event"}, json.dumps({"delta": {"text": "é ✓"}}, ensure_ascii=False).encode())
+    assert list(adapter.decode_events(iter([uni]))) == [{"contentBlockDelta": {"delta": {"text": "é ✓"}}}]

@@ -74,7 +74,9 @@ import json
 import math
 import os
 import re
+import struct
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -600,9 +602,11 @@ class BedrockAdapter(ProviderAdapter):
         events = resp["stream"]
         sock = _socket_of(events)
         remove = control.on_abort(lambda: _shutdown(sock)) if control is not None and sock is not None else _noop
+        raw = getattr(events, "_raw_stream", None)
+        source = self.decode_events(raw.stream()) if hasattr(raw, "stream") else events
         first = False
         try:
-            for delta in self.parse_stream(events, call):
+            for delta in self.parse_stream(source, call):
                 if not first and (delta.text or delta.tool_calls):
                     first = True
                     if sock is not None:  # from the first token on, only the total budget bounds a read
@@ -646,6 +650,62 @@ class BedrockAdapter(ProviderAdapter):
         else:
             _report(permit, "success")  # a 4xx: the upstream is alive, the request was the problem
         return err
+
+    def decode_events(self, chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+        """AWS event-stream frames -> `{event type: payload}` dicts, as botocore's EventStream
+        yields them for the fields this adapter reads, in a quarter of its time (prelude and
+        message CRC32s checked). An exception frame raises the mapped `GatewayError`."""
+        pending = b""
+        unpack2, unpack1 = _STRUCT_II.unpack_from, _STRUCT_I.unpack_from
+        crc32, loads = zlib.crc32, _loads
+        header_cache: dict[bytes, dict[str, Any]] = {}  # Bedrock repeats a handful of header blocks
+        for chunk in chunks:
+            data = pending + chunk if pending else chunk
+            view = memoryview(data)
+            pos, n = 0, len(data)
+            while n - pos >= 16:
+                total, hlen = unpack2(data, pos)
+                end = pos + total
+                if end > n:
+                    break
+                if total < 16 + hlen or crc32(view[pos : pos + 8]) != unpack1(data, pos + 8)[0] \
+                        or crc32(view[pos : end - 4]) != unpack1(data, end - 4)[0]:
+                    raise GatewayError("provider_error", f"Provider '{self.provider.id}' sent a corrupt event-stream frame.",
+                                       provider=self.provider.id)
+                raw_headers = data[pos + 12 : pos + 12 + hlen]
+                headers = header_cache.get(raw_headers)
+                if headers is None:
+                    headers = _frame_headers(raw_headers, 0, hlen)
+                    if len(header_cache) < 64:
+                        header_cache[raw_headers] = headers
+                payload = data[pos + 12 + hlen : end - 4]
+                pos = end
+                kind = headers.get(":message-type", "event")
+                if kind == "event":
+                    name = headers.get(":event-type")
+                    if name:
+                        try:
+                            body = loads(payload) if payload else {}
+                        except ValueError:
+                            raise GatewayError("provider_error", f"Provider '{self.provider.id}' sent a '{name}' event that is not JSON.",
+                                               provider=self.provider.id) from None
+                        yield {name: body}
+                    continue
+                if kind == "exception":
+                    code = str(headers.get(":exception-type") or "UnknownException")
+                    try:
+                        body = loads(payload) if payload else {}
+                    except ValueError:
+                        body = {}
+                    message = (body.get("message") or body.get("Message") or "") if isinstance(body, dict) else ""
+                    raise self.error_from_code(code, str(message))
+                code = str(headers.get(":error-code") or "UnknownError")  # :message-type error
+                raise self.error_from_code(code, str(headers.get(":error-message") or ""))
+            view.release()
+            pending = data[pos:] if pos < n else b""
+        if pending:
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' ended the stream in the middle of an event.",
+                               provider=self.provider.id)
 
     def parse_stream(self, events: Any, call: ProviderCall) -> Iterator[StreamDelta]:
         """ConverseStream events (dicts as botocore yields them) -> `StreamDelta`s."""
@@ -717,6 +777,51 @@ class BedrockAdapter(ProviderAdapter):
             raise GatewayError("provider_error", f"Provider '{self.provider.id}' streamed a structured answer that is not JSON.",
                                provider=self.provider.id) from None
         return self._answer_text(value, wrapped)
+
+
+# ---------------------------------------------------------------- helpers (event stream)
+
+_RAW_DECODE = json.JSONDecoder().raw_decode
+
+
+def _loads(payload: bytes) -> Any:
+    """`json.loads` for the compact UTF-8 payloads of event frames, without its encoding sniffing."""
+    try:
+        text = payload.decode()
+        value, end = _RAW_DECODE(text)
+    except ValueError:  # UnicodeDecodeError included; json.loads raises the precise error
+        return json.loads(payload)
+    if end != len(text) and text[end:].strip():
+        return json.loads(payload)  # trailing data: let json.loads raise
+    return value
+
+
+_STRUCT_II = struct.Struct(">II")
+_STRUCT_I = struct.Struct(">I")
+# header value type -> fixed size (types 6 and 7, bytes and string, carry a 2-byte length)
+_FIXED_HEADER_SIZE = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}
+
+
+def _frame_headers(buf: bytes, pos: int, end: int) -> dict[str, Any]:
+    """The string-valued headers of one frame (others are skipped; Bedrock sends strings only)."""
+    headers: dict[str, Any] = {}
+    while pos < end:
+        nlen = buf[pos]
+        name = buf[pos + 1 : pos + 1 + nlen].decode()
+        pos += 1 + nlen
+        vtype = buf[pos]
+        pos += 1
+        if vtype in (6, 7):
+            vlen = (buf[pos] << 8) | buf[pos + 1]
+            value = buf[pos + 2 : pos + 2 + vlen]
+            if vtype == 7:
+                headers[name] = value.decode()
+            pos += 2 + vlen
+        elif vtype in _FIXED_HEADER_SIZE:
+            pos += _FIXED_HEADER_SIZE[vtype]
+        else:
+            break  # unknown type: the rest cannot be located
+    return headers
 
 
 # ---------------------------------------------------------------- helpers (deadline enforcement)
