@@ -194,11 +194,49 @@ def fakes():
         server.stop()
 
 
+def light_reset() -> None:
+    """`tests.conftest.reset_process_state` minus the boto3 clients: they keep talking to the same
+    module-wide moto, and re-creating them (≈0.2–0.5 s each) would dominate every cell."""
+    from llm_gateway.config import reset_settings
+    from llm_gateway.outbound import credentials
+    from llm_gateway.outbound.client import set_outbound
+    from llm_gateway.providers import reset_adapters
+    from llm_gateway.registry import catalog
+    from llm_gateway.service.chat import reset_chat_service
+
+    reset_settings()
+    reset_adapters()
+    reset_chat_service()
+    credentials.clear_cache()
+    set_outbound(None)  # fresh pool and circuit breakers: an error cell must not open the next cell's breaker
+    catalog._CATALOG = None
+    try:
+        from llm_gateway import resets
+
+        resets.reset_all()
+    except ImportError:
+        pass
+
+
 @pytest.fixture
-def gateway(conformance_aws, fakes, use_catalog):
+def conformance_catalog(tmp_path, monkeypatch):
+    """Like `tests.conftest.use_catalog`, with `light_reset`."""
+
+    def use(providers: list[dict[str, Any]], models: list[dict[str, Any]]) -> str:
+        path = tmp_path / "catalog.json"
+        path.write_text(json.dumps({"providers": providers, "models": models}))
+        monkeypatch.setenv("LLMGW_CATALOG", str(path))
+        light_reset()
+        return str(path)
+
+    return use
+
+
+@pytest.fixture
+def gateway(conformance_aws, fakes, conformance_catalog):
     """`gateway(provider_name, caps=None)` -> a configured `Gateway`."""
 
     def make(name: str, caps: list[str] | None = None) -> Gateway:
-        return Gateway(fakes(name), use_catalog).configure(caps)
+        return Gateway(fakes(name), conformance_catalog).configure(caps)
 
     return make
