@@ -1,0 +1,103 @@
+"""Shared helpers for the benchmark modules: environment, percentiles, markdown, process state.
+
+`setup_env()` must run before anything from `llm_gateway` is imported (Powertools reads its
+settings at import time).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+BENCH_ENV = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "LLMGW_LOCAL": "1",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+def setup_env(extra: dict[str, str] | None = None) -> None:
+    """Offline, credential-free settings (the same as the test suite's), and `functions` importable."""
+    os.environ.update(BENCH_ENV)
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "LLMGW_AWS_ENDPOINT_URL", "LLMGW_CATALOG", "LLMGW_MOCK_LATENCY_MS"):
+        os.environ.pop(name, None)
+    if extra:
+        os.environ.update(extra)
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+
+
+def reset_process_state() -> None:
+    """Forget every per-process cache (as a fresh Lambda environment would) — mirrors tests/conftest.py."""
+    from llm_gateway.config import reset_settings
+    from llm_gateway.outbound import credentials
+    from llm_gateway.outbound.client import set_outbound
+    from llm_gateway.providers import reset_adapters
+    from llm_gateway.registry import catalog
+    from llm_gateway.service.chat import reset_chat_service
+    from llm_gateway.stores.aws import reset_clients
+
+    reset_settings()
+    reset_clients()
+    reset_adapters()
+    reset_chat_service()
+    credentials.clear_cache()
+    set_outbound(None)
+    catalog._CATALOG = None
+    try:
+        from llm_gateway import resets  # type: ignore[attr-defined]
+
+        resets.reset_all()
+    except ImportError:
+        pass
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of unsorted values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[k]
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "mean": statistics.fmean(values) if values else float("nan"),
+        "p50": pct(values, 50),
+        "p90": pct(values, 90),
+        "p99": pct(values, 99),
+        "max": max(values) if values else float("nan"),
+    }
+
+
+def ms(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f}"
+
+
+def table(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
+    header = list(header)
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    for row in rows:
+        out.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(out)
+
+
+def verdict(ok: bool) -> str:
+    return "✅ met" if ok else "❌ missed"
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} CPU(s), {platform.machine()}, Python {platform.python_version()}, {platform.system()}"
