@@ -556,3 +556,13 @@ def test_error_messages_never_carry_keys():
 def test_reset_durations():
     assert _reset_seconds("1s") == 1 and _reset_seconds("6m0s") == 360 and _reset_seconds("20ms") == 0.02
     assert _reset_seconds("1h2m3.5s") == 3723.5 and _reset_seconds(None) is None and _reset_seconds("soon") is None
+
+
+def test_stream_sse_framing_comments_no_space_and_multiline_data():
+    chunk = json.loads(_chunk({"content": "hi"})[6:])
+    pretty = json.dumps(chunk, indent=1).split("\n")  # one event spread over several data: lines
+    lines = [": keep-alive", "", *[f"data: {p}" for p in pretty], "", "data:" + _chunk(finish="stop")[6:], "",
+             _chunk(usage=USAGE, choices=False), "", "data: [DONE]"]  # no trailing blank line
+    deltas = collect(lines)
+    assert [d.text for d in deltas[:-1]] == ["hi"] and deltas[-1].finish_reason == "stop"
+    assert deltas[-1].usage.input_tokens == 3

@@ -60,6 +60,7 @@ import base64
 import json
 import re
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -69,7 +70,6 @@ from llm_gateway.api.errors import GatewayError
 from llm_gateway.outbound.client import provider_status_error
 from llm_gateway.outbound.credentials import resolve_credential
 from llm_gateway.providers.base import ChatResult, Deadline, ProviderAdapter, ProviderCall, StreamDelta, TokenUsage
-from llm_gateway.providers.sse import iter_sse
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -95,6 +95,7 @@ _NOT_STRICT = ("allOf", "not", "if", "then", "else", "patternProperties", "depen
                "unevaluatedProperties", "propertyNames")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _WIRE_KEY = "_openai_wire"
+_FLUSH = ("",)
 _raw_decode = json.JSONDecoder().raw_decode  # stream chunks: skips json.loads' argument and whitespace handling
 
 
@@ -535,8 +536,30 @@ class OpenAIAdapter(ProviderAdapter):
         done = False
         saw_tool_call = False
         announced: set[int] = set()  # tool-call indexes whose id/name were already passed on
-        for event in iter_sse(lines):
-            raw = event.data
+        name = ""
+        buf: list[str] = []
+        # SSE framing inline (the per-chunk hot path): `data:` lines accumulate, a blank line
+        # dispatches, `event:` names the event, `:` lines are comments; a final blank flushes.
+        for line in chain(lines, _FLUSH):
+            if line[:6] == "data: ":
+                buf.append(line[6:])
+                continue
+            if line:
+                if line[0] != ":":
+                    field, _, value = line.partition(":")
+                    if value[:1] == " ":
+                        value = value[1:]
+                    if field == "data":
+                        buf.append(value)
+                    elif field == "event":
+                        name = value
+                continue
+            if not buf:
+                name = ""
+                continue
+            raw = buf[0] if len(buf) == 1 else "\n".join(buf)
+            buf.clear()
+            event_name, name = name, ""
             if raw == "[DONE]":
                 done = True
                 break
@@ -552,7 +575,7 @@ class OpenAIAdapter(ProviderAdapter):
                     data, end = None, 0
             if not isinstance(data, dict) or (end != len(raw) and raw[end:].strip()):
                 raise GatewayError("provider_error", f"Provider '{pid}' sent a malformed stream chunk.", provider=pid)
-            if event.event == "error" or ("error" in data and not data.get("choices")):
+            if event_name == "error" or ("error" in data and not data.get("choices")):
                 raise self._stream_error(data)
             raw_usage = data.get("usage")
             if raw_usage:
