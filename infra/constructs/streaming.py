@@ -21,6 +21,7 @@ def web_adapter_env() -> dict[str, str]:
         "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",  # the adapter's wrapper, from its layer
         "AWS_LWA_INVOKE_MODE": "response_stream",
         "PORT": APP_PORT,  # run.sh starts uvicorn here; the adapter proxies to it
+        "AWS_LWA_READINESS_CHECK_PATH": "/health",  # answered by the app without auth
     }
 
 

@@ -217,6 +217,7 @@ def test_chat_stream_runs_the_asgi_app_under_the_web_adapter(built):
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert env["PORT"] == "8080" == web_adapter_env()["PORT"]
+    assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/health"
     assert "AWS_LWA_ENABLE_COMPRESSION" not in env  # not supported with streaming
     layers = props["Layers"]
     assert {"Ref": built.logical_id(built.stack.layer.layer)} in layers
