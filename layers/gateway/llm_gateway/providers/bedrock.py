@@ -212,12 +212,18 @@ class BedrockAdapter(ProviderAdapter):
                 ignore_configured_endpoint_urls=True,  # the catalog's base_url is the only endpoint
                 proxies={"http": proxy, "https": proxy} if proxy else None,
             )
-            c = self._session.client(
-                "bedrock-runtime",
-                region_name=self.provider.region or self._session.region_name or "us-east-1",
-                endpoint_url=self.provider.base_url or None,
-                config=config,
-            )
+            try:
+                c = self._session.client(
+                    "bedrock-runtime",
+                    region_name=self.provider.region or self._session.region_name or "us-east-1",
+                    endpoint_url=self.provider.base_url or None,
+                    config=config,
+                )
+            except Exception as exc:  # botocore ProfileNotFound, a broken config file: configuration, not a crash
+                self._session = None
+                raise GatewayError("provider_error",
+                                   f"Provider '{self.provider.id}' has an unusable AWS credential source or configuration "
+                                   f"({type(exc).__name__}).", provider=self.provider.id) from None
             self._clients[key] = c
             while len(self._clients) > _MAX_CLIENTS:
                 self._clients.popitem(last=False)
@@ -241,7 +247,11 @@ class BedrockAdapter(ProviderAdapter):
             kwargs.update(aws_access_key_id=key, aws_secret_access_key=secret,
                           aws_session_token=os.environ.get(source.get("session_token_env") or "") or None)
         try:
-            return boto3.session.Session(**kwargs)
+            import botocore.session
+
+            core = botocore.session.Session()
+            core.register_component("data_loader", _shared_loader())
+            return boto3.session.Session(botocore_session=core, **kwargs)
         except Exception as exc:  # botocore ProfileNotFound and friends: configuration, not a crash
             raise GatewayError("provider_error", f"Provider '{pid}' has an unusable AWS credential source ({type(exc).__name__}).",
                                provider=pid) from None
@@ -837,6 +847,20 @@ def _frame_headers(buf: bytes, pos: int, end: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- helpers (deadline enforcement)
+
+
+_loader: Any = None
+
+
+def _shared_loader() -> Any:
+    """One botocore data loader per process: it caches the parsed service models, so an adapter
+    created later (a new catalog, tests) gets its client in milliseconds, not a fresh JSON load."""
+    global _loader
+    if _loader is None:
+        from botocore.loaders import create_loader
+
+        _loader = create_loader()
+    return _loader
 
 
 def _current_control() -> Any:
