@@ -133,7 +133,7 @@ STATUS_BY_CODE = {
     "modelnotreadyexception": 503,  # HTTP 429 on the wire, but the model is warming up, not rate limiting
 }
 _CONTEXT_PATTERNS = re.compile(
-    r"too long|too many (input )?tokens|context (length|window)|maximum context|token limit|exceeds? the max",
+    r"(input|prompt) is too long|too many (input )?tokens|context (length|window)|maximum context|token limit",
     re.IGNORECASE,
 )
 
