@@ -680,7 +680,7 @@ class BedrockAdapter(ProviderAdapter):
         pending = b""
         unpack2, unpack1 = _STRUCT_II.unpack_from, _STRUCT_I.unpack_from
         crc32, loads = zlib.crc32, _loads
-        header_cache: dict[bytes, dict[str, Any]] = {}  # Bedrock repeats a handful of header blocks
+        header_cache = _HEADER_CACHE  # Bedrock repeats a handful of header blocks, stream after stream
         for chunk in chunks:
             data = pending + chunk if pending else chunk
             view = memoryview(data)
@@ -698,7 +698,7 @@ class BedrockAdapter(ProviderAdapter):
                 headers = header_cache.get(raw_headers)
                 if headers is None:
                     headers = _frame_headers(raw_headers, 0, hlen)
-                    if len(header_cache) < 64:
+                    if len(header_cache) < 256:
                         header_cache[raw_headers] = headers
                 payload = data[pos + 12 + hlen : end - 4]
                 pos = end
@@ -819,6 +819,7 @@ def _loads(payload: bytes) -> Any:
 
 
 _STRUCT_II = struct.Struct(">II")
+_HEADER_CACHE: dict[bytes, dict[str, Any]] = {}  # raw header block -> parsed headers (read-only once stored)
 _STRUCT_I = struct.Struct(">I")
 # header value type -> fixed size (types 6 and 7, bytes and string, carry a 2-byte length)
 _FIXED_HEADER_SIZE = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}
