@@ -18,7 +18,7 @@ SCHEMAS = Path(llm_gateway.__file__).parent / "api" / "schemas"
 
 # Documented extensions (README, "API reference"), per object kind.
 EXTENSIONS = {
-    "response": {"id", "created", "provider", "finish_reason", "parsed"},
+    "response": {"id", "created", "provider", "finish_reason", "parsed", "media"},
     "usage": {"cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "images", "seconds", "characters", "batch"},
 }
 

@@ -21,6 +21,13 @@ def usage_body(usage: TokenUsage, cost: float) -> dict[str, Any]:
         body["cache_write_tokens"] = usage.cache_write_tokens
     if usage.reasoning_tokens:
         body["reasoning_tokens"] = usage.reasoning_tokens
+    if usage.images or usage.seconds or usage.characters:  # media units (documented usage extensions)
+        if usage.images:
+            body["images"] = usage.images
+        if usage.seconds:
+            body["seconds"] = round(usage.seconds, 3)
+        if usage.characters:
+            body["characters"] = usage.characters
     return body
 
 

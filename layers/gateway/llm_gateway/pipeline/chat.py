@@ -38,6 +38,8 @@ from llm_gateway.outbound.control import CANCELLED
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.pipeline.fallback import fallback_candidates
 from llm_gateway.pipeline.invoke import CallPlan, Invoker, OpenStream
+from llm_gateway.pipeline.media import MEDIA_CAPABILITIES, MediaResolver
+from llm_gateway.pipeline.modalities import OUTPUT_CAPABILITIES, media_outputs
 from llm_gateway.pipeline.tools import resolve_tools
 from llm_gateway.pipeline.usage import UsageReporter
 from llm_gateway.providers.base import TokenUsage
@@ -88,7 +90,10 @@ class ChatPipeline:
         self.resolver.resolve(ctx, request)  # 4
         ctx.tools = resolve_tools(request, self.type_registry)  # 6
         models, skipped = self.resolver.fallbacks(ctx, request)  # 8 (candidates)
-        return self.invoker.plan(ctx, request, models, skipped)
+        plan = self.invoker.plan(ctx, request, models, skipped)
+        if ctx.needs & MEDIA_CAPABILITIES:  # 6b fetch media parts (pipeline/media.py) into every attempt's call.extra
+            plan.extra["media"] = MediaResolver().resolve(request, ctx.model, ctx.tenant_id)
+        return plan
 
     def _fail(self, ctx: RequestContext, exc: GatewayError) -> None:
         if exc.extra.get("cancelled"):
@@ -128,6 +133,8 @@ class ChatPipeline:
         plan = None
         try:
             plan = self._prepare(ctx, request)
+            if ctx.model.capabilities & OUTPUT_CAPABILITIES:  # image / speech / transcription / video models
+                return media_outputs().complete(self, ctx, plan)  # pipeline/modalities.py
             attempt, result = self.invoker.run(plan)  # 7 + 8: the provider call(s)
         except GatewayError as exc:
             self._fail(ctx, exc)
@@ -163,6 +170,8 @@ class ChatPipeline:
         plan = None
         try:
             plan = self._prepare(ctx, request)
+            if ctx.model.capabilities & OUTPUT_CAPABILITIES:  # streamed speech / transcripts: pipeline/modalities.py
+                return media_outputs().stream(self, ctx, plan)
             opened = self.invoker.open_stream(plan)  # 7 + 8: the provider call(s), up to the first content
         except GatewayError as exc:
             self._fail(ctx, exc)

@@ -78,6 +78,7 @@ class CallPlan:
     tools: list[dict[str, Any]] = field(default_factory=list)
     tenant_id: str = ""
     request_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # copied into every attempt's ProviderCall.extra (e.g. fetched media)
     started: float = field(default_factory=time.monotonic)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     scope: Any = None
@@ -199,7 +200,7 @@ class Invoker:
         total_s = max(0.0, plan.total_at - now)
         deadline = Deadline(ttft_s=min(ttft_ms_for(plan.request, model) / 1000, total_s), total_s=total_s, started=now)
         call = ProviderCall(request=plan.request, model=model, deadline=deadline, tools=plan.tools,
-                            tenant_id=plan.tenant_id, request_id=plan.request_id)
+                            tenant_id=plan.tenant_id, request_id=plan.request_id, extra=dict(plan.extra))
         streams = bool(plan.request.stream) or streams_upstream(call)
         return Attempt(call, self.control_for(call, streams=streams, total_ms=plan.total_ms), streams)
 

@@ -24,6 +24,8 @@ MB = 1024 * 1024
 DEFAULT_MAX_BYTES = {"image": 20 * MB, "audio": 25 * MB, "video": 100 * MB, "document": 32 * MB}
 DEFAULT_MAX_COUNT = {"image": 20, "audio": 4, "video": 2, "document": 10}
 FETCH_TIMEOUT_S = 20.0
+# capabilities a request needs when it has media parts (registry/capabilities.py): the pipeline fetches only then
+MEDIA_CAPABILITIES = frozenset({"vision", "audio_in", "video_in", "documents"})
 
 _pool: ThreadPoolExecutor | None = None
 

@@ -132,6 +132,16 @@ class EmbedResult:
     usage: TokenUsage
 
 
+@dataclass(slots=True)
+class AudioChunk:
+    """One piece of streamed speech (`ProviderAdapter.speak_stream`): encoded audio bytes in
+    `format` (wav, mp3, pcm16…); the last chunk carries the `usage`."""
+
+    data: bytes = b""
+    format: str = ""
+    usage: TokenUsage | None = None
+
+
 class ProviderAdapter(ABC):
     """Base class of every provider adapter (one module per provider under `providers/`)."""
 
@@ -165,6 +175,43 @@ class ProviderAdapter(ABC):
             f"Provider '{self.provider.id}' ({self.kind}) has no embeddings support in the gateway.",
             provider=self.provider.id,
         )
+
+    # ------------------------------------------------------------ output modalities (pipeline/modalities.py)
+    # A model's capability picks the method: `image_generation` -> generate_image, `tts` -> speak
+    # (speak_stream for `stream: true`), `stt` -> transcribe, `video_generation` -> the long-running
+    # task methods above. Generated media come back as content parts with `data:` URLs (the gateway
+    # stores them under the tenant's prefix and answers presigned URLs); usage counts the media units
+    # (`images`, `seconds`, `characters`) the model is priced by. Options: `call.request.media`.
+
+    def _no_modality(self, what: str) -> GatewayError:
+        return GatewayError("capability_not_supported",
+                            f"Provider '{self.provider.id}' ({self.kind}) has no {what} support in the gateway.",
+                            provider=self.provider.id)
+
+    def generate_image(self, call: ProviderCall) -> ChatResult:
+        """Images from the prompt (the text of the last user message)."""
+        raise self._no_modality("image generation")
+
+    def speak(self, call: ProviderCall) -> ChatResult:
+        """Text to speech: one `audio` part."""
+        raise self._no_modality("text-to-speech")
+
+    def speak_stream(self, call: ProviderCall) -> Iterator[AudioChunk]:
+        """Text to speech in chunks; the default sends `speak()`'s audio as one chunk."""
+        import base64
+
+        result = self.speak(call)
+        for part in result.content:
+            url = part.get("url") or ""
+            if part.get("type") == "audio" and url.startswith("data:"):
+                head, _, payload = url.partition(",")
+                fmt = head[5:].split(";")[0].rsplit("/", 1)[-1]
+                yield AudioChunk(data=base64.b64decode(payload), format={"mpeg": "mp3", "x-wav": "wav"}.get(fmt, fmt))
+        yield AudioChunk(usage=result.usage)
+
+    def transcribe(self, call: ProviderCall) -> ChatResult:
+        """Speech to text: the `audio` part(s) of the request as one text part."""
+        raise self._no_modality("speech-to-text")
 
     def stream(self, call: ProviderCall) -> Iterator[StreamDelta]:
         """A streamed completion; the default replays the buffered answer as one delta."""

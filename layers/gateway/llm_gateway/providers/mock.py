@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from llm_gateway.providers.base import (
+    AudioChunk,
     ChatResult,
     EmbedCall,
     EmbedResult,
@@ -186,6 +187,77 @@ class MockAdapter(ProviderAdapter):
         dims = call.dimensions or int(call.model.limits.get("dimensions", 256))
         vectors = [_unit_vector(text, dims) for text in call.inputs]
         return EmbedResult(vectors=vectors, usage=TokenUsage(input_tokens=sum(count_tokens(t) for t in call.inputs)))
+
+    # ------------------------------------------------------------ output modalities (`mock::image`, `mock::tts`, `mock::stt`)
+    # Real files: a PNG (the prompt in its tEXt "Description"), a WAV of one tone per word (the text
+    # in its LIST/INFO chunk), and transcripts: the text embedded in a mock TTS WAV, read back
+    # exactly, or for other audio "Mock transcript: N.N seconds of <type> audio." Options: `media.n`,
+    # `media.size` (16-1024 px), `media.seed` for images.
+
+    def generate_image(self, call: ProviderCall) -> ChatResult:
+        from llm_gateway.media import samples
+        from llm_gateway.media.generation import data_url, option, parse_size, prompt_of
+
+        self._sleep(call)
+        prompt = prompt_of(call.request)
+        if option(call.request, "format", "png") != "png":
+            raise self._no_modality("image formats other than png")
+        width, height = parse_size(option(call.request, "size"), (256, 256))
+        if not (16 <= width <= 1024 and 16 <= height <= 1024):
+            from llm_gateway.api.errors import GatewayError
+
+            raise GatewayError("validation_error", f"media.size {width}x{height}: '{call.model.id}' draws 16 to 1024 pixels a side.",
+                               errors=[{"path": "media.size", "message": "16 to 1024 pixels a side"}])
+        n = int(option(call.request, "n", 1))
+        seed = int(option(call.request, "seed", int(hashlib.sha256(prompt.encode()).hexdigest()[:6], 16)))
+        parts = [{"type": "image", "url": data_url("image/png", samples.png(width, height, (seed + i) % 256, text=prompt))}
+                 for i in range(n)]
+        usage = TokenUsage(input_tokens=count_tokens(prompt), images=n)
+        return ChatResult(content=parts, tool_calls=[], finish_reason="stop", usage=usage,
+                          provider_response_id="mockimg_" + hashlib.sha256(f"{call.request_id}:{prompt}".encode()).hexdigest()[:16])
+
+    def _speech(self, call: ProviderCall) -> tuple[bytes, TokenUsage]:
+        from llm_gateway.media import samples
+        from llm_gateway.media.generation import option, prompt_of
+
+        text = prompt_of(call.request)
+        if option(call.request, "format", "wav") != "wav":
+            raise self._no_modality("speech formats other than wav")
+        audio = samples.speech_wav(text)
+        return audio, TokenUsage(input_tokens=count_tokens(text), characters=len(text), seconds=samples.wav_duration(audio) or 0.0)
+
+    def speak(self, call: ProviderCall) -> ChatResult:
+        from llm_gateway.media.generation import data_url
+
+        self._sleep(call)
+        audio, usage = self._speech(call)
+        return ChatResult(content=[{"type": "audio", "url": data_url("audio/wav", audio)}], tool_calls=[], finish_reason="stop", usage=usage)
+
+    def speak_stream(self, call: ProviderCall) -> Iterator[AudioChunk]:
+        self._sleep(call)
+        audio, usage = self._speech(call)
+        size = int(call.model.options.get("stream_chunk_bytes", 8192))
+        for i in range(0, len(audio), size):
+            yield AudioChunk(data=audio[i:i + size], format="wav")
+        yield AudioChunk(usage=usage)
+
+    def transcribe(self, call: ProviderCall) -> ChatResult:
+        from llm_gateway.media import samples
+        from llm_gateway.media.generation import input_media
+
+        self._sleep(call)
+        texts = []
+        seconds = 0.0
+        for item in input_media(call, ("audio",)):
+            duration = samples.wav_duration(item.data) if item.media_type == "audio/wav" else None
+            if duration is None:
+                duration = len(item.data) / 16000  # about 128 kbit/s for compressed audio
+            seconds += duration
+            spoken = samples.wav_text(item.data)
+            texts.append(spoken if spoken is not None else f"Mock transcript: {duration:.1f} seconds of {item.media_type or 'unknown'} audio.")
+        text = " ".join(texts)
+        usage = TokenUsage(input_tokens=MEDIA_PART_TOKENS["audio"] * len(texts), output_tokens=count_tokens(text), seconds=seconds)
+        return ChatResult(content=[{"type": "text", "text": text}], tool_calls=[], finish_reason="stop", usage=usage)
 
     def _sleep_ms(self, latency: object) -> None:
         latency = latency or os.environ.get("LLMGW_MOCK_LATENCY_MS")
