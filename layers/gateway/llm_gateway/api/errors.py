@@ -29,9 +29,12 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "provider_timeout": (504, "Provider timeout"),
     "job_not_found": (404, "Job not found"),
     "job_expired": (410, "Job expired"),
+    "batch_not_found": (404, "Batch not found"),
+    "batch_expired": (410, "Batch expired"),
     # transport-level codes (documented extensions)
     "invalid_json": (400, "Malformed JSON body"),
     "unauthorized": (401, "Missing or invalid credentials"),
+    "forbidden": (403, "Not allowed for these credentials"),
     "not_found": (404, "No such route"),
     "method_not_allowed": (405, "Method not allowed"),
     "payload_too_large": (413, "Request body too large"),
