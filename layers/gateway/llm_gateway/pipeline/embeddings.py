@@ -72,6 +72,10 @@ class EmbeddingsPipeline:
                 if limit_dims and request.dimensions > limit_dims:
                     raise GatewayError("validation_error", f"dimensions must be at most {limit_dims} for '{model.id}'.",
                                        errors=[{"path": "dimensions", "message": f"at most {limit_dims}"}])
+                allowed = model.limits.get("allowed_dimensions")
+                if allowed and request.dimensions not in allowed:
+                    raise GatewayError("validation_error", f"dimensions must be one of {', '.join(map(str, allowed))} for '{model.id}'.",
+                                       errors=[{"path": "dimensions", "message": f"one of {allowed}"}])
             size = max(1, int(model.limits.get("max_inputs_per_call", 256)))
             batches = [inputs[i:i + size] for i in range(0, len(inputs), size)]
             deadline = Deadline(ttft_s=model.timeouts.get("total_ms", DEFAULT_TOTAL_MS) / 1000,
@@ -95,11 +99,16 @@ class EmbeddingsPipeline:
         data: list[dict[str, Any]] = []
         index = 0
         for batch, result in zip(batches, results):
-            if len(result.vectors) != len(batch):
-                raise GatewayError("provider_error", f"Provider '{model.provider.id}' returned {len(result.vectors)} vectors for {len(batch)} inputs.",
+            if result.count() != len(batch):
+                raise GatewayError("provider_error", f"Provider '{model.provider.id}' returned {result.count()} vectors for {len(batch)} inputs.",
                                    provider=model.provider.id)
             usage.add(result.usage)
-            for vector in result.vectors:
+            if request.encoding_format == "base64" and result.raw is not None and len(result.raw) == len(batch):
+                for blob in result.raw:  # float32 bytes as the provider sent them: no float round trip
+                    data.append({"index": index, "embedding": base64.b64encode(blob).decode("ascii")})
+                    index += 1
+                continue
+            for vector in result.floats():
                 data.append({"index": index, "embedding": encode_base64(vector) if request.encoding_format == "base64" else vector})
                 index += 1
         ctx.model_used = model

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -57,12 +58,18 @@ def _decode_data_url(url: str, max_bytes: int) -> bytes:
 
 
 _FETCHED_SCHEMES = ("https:", "http:", "s3:", "data:")
+# provider-native references the adapter passes on: Google Cloud Storage, provider file ids ("file-…", "files/…")
+_PROVIDER_SCHEMES = ("gs:",)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
-def _provider_reads_itself(url: str, model: ModelSpec) -> bool:
+def _provider_reads_itself(url: str, model: ModelSpec, path: str = "url") -> bool:
     """URLs the gateway leaves to the adapter: provider-native schemes (`gs://`, file ids) and
     hosts the catalog lists in the model option `media_url_passthrough` (e.g. YouTube for Gemini)."""
     if not url.startswith(_FETCHED_SCHEMES):
+        if _SCHEME.match(url) and not url.startswith(_PROVIDER_SCHEMES):
+            raise GatewayError("validation_error", f"{path}: media URLs must be https://, s3:// of this gateway, data: or a provider file reference; got '{url[:100]}'.",
+                               errors=[{"path": path, "message": "unsupported URL scheme"}])
         return True
     hosts = model.options.get("media_url_passthrough") or ()
     if hosts:
@@ -116,7 +123,7 @@ class MediaResolver:
                 if kind not in PART_MEDIA:
                     continue
                 counts[kind] = counts.get(kind, 0) + 1
-                if not _provider_reads_itself(part.url, model):
+                if not _provider_reads_itself(part.url, model, f"messages[{m}].content[{p}].url"):
                     wanted.setdefault(part.url, (kind, f"messages[{m}].content[{p}].url"))
         if not wanted:
             return {}

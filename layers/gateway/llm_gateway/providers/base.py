@@ -128,8 +128,28 @@ class EmbedCall:
 
 @dataclass(slots=True)
 class EmbedResult:
-    vectors: list[list[float]]  # one per input, same order
+    vectors: list[list[float]]  # one per input, same order (may be empty when `raw` is given)
     usage: TokenUsage
+    # the same vectors as little-endian float32 bytes, when the provider sent them so (OpenAI base64):
+    # the pipeline answers `encoding_format: base64` from these without a float round trip
+    raw: list[bytes] | None = None
+
+    def floats(self) -> list[list[float]]:
+        if self.vectors or not self.raw:
+            return self.vectors
+        from array import array
+        import sys
+
+        out = []
+        for blob in self.raw:
+            values = array("f", blob)
+            if sys.byteorder != "little":
+                values.byteswap()
+            out.append(values.tolist())
+        return out
+
+    def count(self) -> int:
+        return len(self.raw) if self.raw is not None and not self.vectors else len(self.vectors)
 
 
 @dataclass(slots=True)

@@ -69,7 +69,8 @@ import httpx
 from llm_gateway.api.errors import GatewayError
 from llm_gateway.outbound.client import provider_status_error
 from llm_gateway.outbound.credentials import resolve_credential
-from llm_gateway.providers.base import ChatResult, Deadline, ProviderAdapter, ProviderCall, StreamDelta, TokenUsage
+from llm_gateway.providers.base import (AudioChunk, ChatResult, Deadline, EmbedCall, EmbedResult, ProviderAdapter, ProviderCall,
+                                         StreamDelta, TokenUsage)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -523,6 +524,256 @@ class OpenAIAdapter(ProviderAdapter):
                               timeout=self._timeout(call)) as resp:
             self.raise_for_error(resp)
             yield from self.parse_stream(resp.iter_lines(), call.deadline)
+
+    # ------------------------------------------------------------ embeddings and media (pipeline/embeddings.py, pipeline/modalities.py)
+    # - embeddings: `POST /embeddings` {model, input: [...], encoding_format: "base64", dimensions?}; the
+    #   base64 float32 vectors are kept as bytes (EmbedResult.raw), so a base64 answer needs no float
+    #   round trip; usage `prompt_tokens`.
+    # - images: `POST /images/generations` {model, prompt, n, size?, quality?, style?, background?,
+    #   output_format?}; `response_format: b64_json` for DALL-E models (gpt-image models always answer
+    #   base64); `data[].b64_json` -> image parts; usage tokens (gpt-image) and `images`.
+    # - speech: `POST /audio/speech` {model, input, voice, response_format, speed?, instructions?} ->
+    #   the audio bytes; streamed with `stream_format: "sse"` (`speech.audio.delta` {audio: base64},
+    #   `speech.audio.done` {usage}), or the raw chunked body for models whose option
+    #   `stream_format` is "audio" (tts-1). Usage: `characters` (+ tokens when reported).
+    # - transcription: `POST /audio/transcriptions` multipart {file, model, response_format: json,
+    #   language?, prompt?, temperature?} -> {text, usage: {type: tokens|duration}}.
+    # - video (Sora): `POST /videos` multipart {model, prompt, seconds, size?} -> {id, status};
+    #   `GET /videos/{id}` until `completed` (`failed` -> provider_error); `GET /videos/{id}/content`
+    #   -> the MP4; `DELETE /videos/{id}` cancels. Usage: `seconds`.
+
+    def _api_url(self, path: str) -> str:
+        base = self.provider.base_url or self.default_base_url
+        if not base:
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' has no base_url in the catalog.",
+                               provider=self.provider.id)
+        return self.http.url(base, path)
+
+    @staticmethod
+    def _budget(deadline: Deadline | None, cap: float | None = None) -> httpx.Timeout:
+        remaining = max(0.001, deadline.remaining()) if deadline is not None else 60.0
+        if cap is not None:
+            remaining = min(remaining, cap)
+        return httpx.Timeout(remaining, connect=min(10.0, remaining))
+
+    def _form_headers(self) -> dict[str, str]:
+        return {k: v for k, v in self.headers().items() if k.lower() != "content-type"}
+
+    def _json_of(self, resp: httpx.Response) -> dict[str, Any]:
+        self.raise_for_error(resp)
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned a body that is not a JSON object.",
+                               provider=self.provider.id)
+        return data
+
+    def _post(self, path: str, body: dict[str, Any], deadline: Deadline | None) -> dict[str, Any]:
+        resp = self.http.request(self.provider.id, "POST", self._api_url(path), json=body, headers=self.headers(),
+                                 timeout=self._budget(deadline))
+        return self._json_of(resp)
+
+    def embed(self, call: EmbedCall) -> EmbedResult:
+        body: dict[str, Any] = {"model": call.model.provider_model, "input": call.inputs, "encoding_format": "base64"}
+        if call.dimensions:
+            body["dimensions"] = call.dimensions
+        data = self._post("/embeddings", body, call.deadline)
+        items = data.get("data")
+        if not isinstance(items, list):
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no embeddings.", provider=self.provider.id)
+        items = sorted(items, key=lambda d: d.get("index", 0))
+        raw: list[bytes] = []
+        vectors: list[list[float]] = []
+        for item in items:
+            emb = item.get("embedding")
+            if isinstance(emb, str):  # base64 little-endian float32, as asked
+                try:
+                    raw.append(base64.b64decode(emb))
+                except ValueError:
+                    raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned an embedding that is not base64.",
+                                       provider=self.provider.id) from None
+            elif isinstance(emb, list):  # a compatible server that ignores encoding_format
+                vectors.append([float(v) for v in emb])
+            else:
+                raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned a malformed embedding.", provider=self.provider.id)
+        if vectors and raw:
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' mixed embedding encodings.", provider=self.provider.id)
+        usage = TokenUsage(input_tokens=int((data.get("usage") or {}).get("prompt_tokens") or 0))
+        return EmbedResult(vectors=vectors, usage=usage, raw=raw if not vectors else None)
+
+    def generate_image(self, call: ProviderCall) -> ChatResult:
+        from llm_gateway.media.generation import data_url, option, prompt_of
+
+        req = call.request
+        model = call.model.provider_model
+        body: dict[str, Any] = {"model": model, "prompt": prompt_of(req), "n": int(option(req, "n", 1))}
+        for key in ("size", "quality", "style", "background"):
+            if option(req, key) is not None:
+                body[key] = option(req, key)
+        dalle = str(self._option(call, "image_api", "dall-e" if model.startswith("dall-e") else "gpt-image")) == "dall-e"
+        if dalle:
+            body["response_format"] = "b64_json"
+        elif option(req, "format"):
+            body["output_format"] = option(req, "format")
+        data = self._post("/images/generations", body, call.deadline)
+        parts = []
+        for item in data.get("data") or ():
+            b64 = item.get("b64_json") if isinstance(item, dict) else None
+            if not b64:
+                raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned an image without b64_json.",
+                                   provider=self.provider.id)
+            raw = base64.b64decode(b64)
+            from llm_gateway.media.sniff import sniff
+
+            parts.append({"type": "image", "url": data_url(sniff(raw) or "image/png", raw)})
+        if not parts:
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no image.", provider=self.provider.id)
+        u = data.get("usage") or {}
+        usage = TokenUsage(input_tokens=int(u.get("input_tokens") or 0), output_tokens=int(u.get("output_tokens") or 0),
+                           images=len(parts))
+        return ChatResult(content=parts, tool_calls=[], finish_reason="stop", usage=usage, provider_response_id=None)
+
+    def _speech_body(self, call: ProviderCall) -> tuple[dict[str, Any], str, str]:
+        from llm_gateway.media.generation import instructions_of, option, prompt_of
+
+        req = call.request
+        text = prompt_of(req)
+        fmt = str(option(req, "format", self._option(call, "format", "mp3")))
+        body: dict[str, Any] = {"model": call.model.provider_model, "input": text,
+                                "voice": option(req, "voice", self._option(call, "voice", "alloy")), "response_format": fmt}
+        if option(req, "speed") is not None:
+            body["speed"] = option(req, "speed")
+        instructions = option(req, "instructions") or instructions_of(req)
+        if instructions:
+            body["instructions"] = instructions
+        return body, fmt, text
+
+    def speak(self, call: ProviderCall) -> ChatResult:
+        from llm_gateway.media import samples
+        from llm_gateway.media.generation import AUDIO_MIME, data_url
+
+        body, fmt, text = self._speech_body(call)
+        resp = self.http.request(self.provider.id, "POST", self._api_url("/audio/speech"), json=body, headers=self.headers(),
+                                 timeout=self._budget(call.deadline))
+        self.raise_for_error(resp)
+        audio = resp.content
+        if not audio:
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no audio.", provider=self.provider.id)
+        seconds = (samples.wav_duration(audio) if fmt == "wav" else None) or 0.0
+        usage = TokenUsage(characters=len(text), seconds=seconds)
+        return ChatResult(content=[{"type": "audio", "url": data_url(AUDIO_MIME.get(fmt, "audio/mpeg"), audio)}], tool_calls=[],
+                          finish_reason="stop", usage=usage)
+
+    def speak_stream(self, call: ProviderCall) -> Iterator[AudioChunk]:
+        body, fmt, text = self._speech_body(call)
+        sse = self._option(call, "stream_format", "sse") == "sse"
+        if sse:
+            body["stream_format"] = "sse"
+        with self.http.stream(self.provider.id, "POST", self._api_url("/audio/speech"), json=body, headers=self.headers(),
+                              timeout=self._timeout_stream(call)) as resp:
+            self.raise_for_error(resp)
+            if not sse:
+                for piece in resp.iter_bytes():
+                    if piece:
+                        yield AudioChunk(data=piece, format=fmt)
+                yield AudioChunk(usage=TokenUsage(characters=len(text)))
+                return
+            from llm_gateway.providers.sse import iter_sse
+
+            done = False
+            for event in iter_sse(resp.iter_lines()):
+                try:
+                    data = json.loads(event.data)
+                except ValueError:
+                    raise GatewayError("provider_error", f"Provider '{self.provider.id}' sent a malformed speech event.",
+                                       provider=self.provider.id) from None
+                kind = data.get("type") or event.event
+                if kind == "speech.audio.delta":
+                    yield AudioChunk(data=base64.b64decode(data.get("audio") or ""), format=fmt)
+                elif kind == "speech.audio.done":
+                    u = data.get("usage") or {}
+                    done = True
+                    yield AudioChunk(usage=TokenUsage(input_tokens=int(u.get("input_tokens") or 0),
+                                                      output_tokens=int(u.get("output_tokens") or 0), characters=len(text)))
+                elif kind == "error" or "error" in data:
+                    raise self._stream_error(data)
+            if not done:
+                raise GatewayError("provider_error", f"Provider '{self.provider.id}' ended the speech stream early.", provider=self.provider.id)
+
+    def _timeout_stream(self, call: ProviderCall) -> httpx.Timeout:
+        return self._timeout(call)
+
+    def transcribe(self, call: ProviderCall) -> ChatResult:
+        from llm_gateway.media import samples
+        from llm_gateway.media.generation import input_media, option
+        from llm_gateway.media.sniff import EXTENSIONS
+
+        items = input_media(call, ("audio",))
+        if len(items) != 1:
+            raise self._invalid(f"'{call.model.id}' transcribes one audio part per request; got {len(items)}", "messages")
+        audio = items[0]
+        req = call.request
+        form: dict[str, Any] = {"model": call.model.provider_model, "response_format": "json"}
+        for key in ("language", "prompt", "temperature"):
+            if option(req, key) is not None:
+                form[key] = str(option(req, key))
+        files = {"file": (f"audio.{EXTENSIONS.get(audio.media_type, 'bin')}", audio.data, audio.media_type or "application/octet-stream")}
+        resp = self.http.request(self.provider.id, "POST", self._api_url("/audio/transcriptions"), data=form, files=files,
+                                 headers=self._form_headers(), timeout=self._budget(call.deadline))
+        data = self._json_of(resp)
+        text = data.get("text")
+        if not isinstance(text, str):
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no transcript.", provider=self.provider.id)
+        u = data.get("usage") or {}
+        seconds = float(u.get("seconds") or data.get("duration") or 0.0) or (samples.wav_duration(audio.data) or 0.0)
+        usage = TokenUsage(input_tokens=int(u.get("input_tokens") or 0), output_tokens=int(u.get("output_tokens") or 0), seconds=seconds)
+        return ChatResult(content=[{"type": "text", "text": text}], tool_calls=[], finish_reason="stop", usage=usage)
+
+    def start_async(self, call: ProviderCall) -> dict[str, Any]:
+        from llm_gateway.media.generation import option, prompt_of
+
+        req = call.request
+        seconds = int(option(req, "duration", self._option(call, "duration", 4)))
+        fields: list[tuple[str, tuple[None, str]]] = [("model", (None, call.model.provider_model)), ("prompt", (None, prompt_of(req))),
+                                                       ("seconds", (None, str(seconds)))]
+        if option(req, "size"):
+            fields.append(("size", (None, str(option(req, "size")))))
+        resp = self.http.request(self.provider.id, "POST", self._api_url("/videos"), files=fields, headers=self._form_headers(),
+                                 timeout=self._budget(call.deadline, 60.0))
+        data = self._json_of(resp)
+        if not data.get("id"):
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no video id.", provider=self.provider.id)
+        return {"video_id": data["id"], "seconds": float(data.get("seconds") or seconds)}
+
+    def poll_async(self, call: ProviderCall, handle: dict[str, Any]) -> tuple[bool, ChatResult | None]:
+        from llm_gateway.media.generation import data_url
+
+        vid = handle["video_id"]
+        resp = self.http.request(self.provider.id, "GET", self._api_url(f"/videos/{vid}"), headers=self.headers(),
+                                 timeout=self._budget(call.deadline, 30.0))
+        data = self._json_of(resp)
+        status = data.get("status")
+        handle["progress"] = data.get("progress")
+        if status in ("queued", "in_progress"):
+            return False, None
+        if status != "completed":
+            message = ((data.get("error") or {}).get("message")) or f"status {status}"
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' failed the video: {message}", provider=self.provider.id)
+        content = self.http.request(self.provider.id, "GET", self._api_url(f"/videos/{vid}/content"), headers=self.headers(),
+                                    timeout=self._budget(call.deadline, 120.0))
+        self.raise_for_error(content)
+        seconds = float(data.get("seconds") or handle.get("seconds") or 0.0)
+        return True, ChatResult(content=[{"type": "video", "url": data_url("video/mp4", content.content)}], tool_calls=[],
+                                finish_reason="stop", usage=TokenUsage(seconds=seconds), provider_response_id=vid)
+
+    def cancel_async(self, call: ProviderCall, handle: dict[str, Any]) -> None:
+        try:
+            self.http.request(self.provider.id, "DELETE", self._api_url(f"/videos/{handle['video_id']}"), headers=self.headers(),
+                              timeout=10.0)
+        except GatewayError:
+            pass
 
     def _stream_error(self, data: Any) -> GatewayError:
         message = self._error_fields(data)[0] or "unknown error"
