@@ -126,7 +126,9 @@ def lambda_observability() -> Iterator[None]:
     handler = logger.registered_handler
     old_stream, old_level = handler.stream, logger.log_level
     old_disabled = os.environ.get("POWERTOOLS_METRICS_DISABLED")
-    patched_flush = metrics.provider.__dict__.pop("flush_metrics", None)  # observability's drop-when-disabled
+    # observability.py drops metrics when they are disabled (instance attributes): undo that here
+    patched = {name: metrics.provider.__dict__.pop(name) for name in ("flush_metrics", "add_metric")
+               if name in metrics.provider.__dict__}
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"
     handler.setStream(devnull)
     logger.setLevel("INFO")
@@ -141,8 +143,8 @@ def lambda_observability() -> Iterator[None]:
             os.environ.pop("POWERTOOLS_METRICS_DISABLED", None)
         else:
             os.environ["POWERTOOLS_METRICS_DISABLED"] = old_disabled
-        if patched_flush is not None:
-            metrics.provider.flush_metrics = patched_flush
+        for name, fn in patched.items():
+            setattr(metrics.provider, name, fn)
         metrics.provider.clear_metrics()
         devnull.close()
 

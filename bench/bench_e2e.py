@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -57,11 +58,30 @@ def write_catalog(fake_url: str, directory: str) -> str:
     return str(path)
 
 
+@dataclass(frozen=True)
+class GatewayProcess:
+    """A running local gateway: its base URL and process id."""
+
+    url: str
+    pid: int
+
+    def __str__(self) -> str:
+        return self.url
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (Linux `/proc`; 0.0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+
 @contextmanager
 def local_gateway(catalog: str, usage_sink: str = "dynamodb", extra_env: dict[str, str] | None = None,
-                  timeout_s: float = 60.0) -> Iterator[str]:
-    """`python -m llm_gateway.local` (through `bench._gateway`) on free ports; yields its base URL
-    once `GET /models` answers."""
+                  timeout_s: float = 60.0) -> Iterator[GatewayProcess]:
+    """`python -m llm_gateway.local` (through `bench._gateway`) on free ports; yields it (`.url`,
+    `.pid`) once `GET /models` answers."""
     import httpx
 
     from llm_gateway.local.aws import DEV_API_KEY
@@ -88,7 +108,7 @@ def local_gateway(catalog: str, usage_sink: str = "dynamodb", extra_env: dict[st
                 if time.monotonic() > deadline:
                     raise RuntimeError("the local gateway did not start in time")
                 time.sleep(0.1)
-        yield url
+        yield GatewayProcess(url, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -141,7 +161,8 @@ def measure(pairs: int = PAIRS, warmup: int = WARMUP) -> dict[str, Any]:
         fake = stack.enter_context(FakeOpenAIProcess())
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
         catalog = write_catalog(fake.url, tmp)
-        urls = {name: stack.enter_context(local_gateway(catalog, sink)) + "/chat/completions" for name, sink in VARIANTS}
+        gateways = {name: stack.enter_context(local_gateway(catalog, sink)) for name, sink in VARIANTS}
+        urls = {name: gw.url + "/chat/completions" for name, gw in gateways.items()}
         clients = {name: stack.enter_context(httpx.Client(trust_env=False, timeout=10)) for name, _ in VARIANTS}
         direct = stack.enter_context(httpx.Client(trust_env=False, timeout=10))
         direct_chat = fake.url + "/v1/chat/completions"
@@ -153,7 +174,10 @@ def measure(pairs: int = PAIRS, warmup: int = WARMUP) -> dict[str, Any]:
         d_ms: list[float] = []
         g_ms: dict[str, list[float]] = {name: [] for name, _ in VARIANTS}
         gc.collect()
+        cpu_start: dict[str, float] = {}
         for i in range(warmup + pairs):
+            if i == warmup:
+                cpu_start = {name: gw.cpu_seconds() for name, gw in gateways.items()}
             t0 = perf()
             r = direct.post(direct_chat, content=direct_payload, headers=direct_headers)
             t1 = perf()
@@ -169,6 +193,7 @@ def measure(pairs: int = PAIRS, warmup: int = WARMUP) -> dict[str, Any]:
                     raise RuntimeError(f"gateway ({name}) request failed: {r.status_code} {r.text[:300]}")
                 if i >= warmup:
                     g_ms[name].append((t1 - t0) / 1e6)
+        cpu_ms = {name: (gw.cpu_seconds() - cpu_start[name]) * 1000 / pairs for name, gw in gateways.items()}
     d = summary(d_ms)
     out: dict[str, Any] = {"pairs": pairs, "warmup": warmup, "direct": d, "variants": {}}
     for name, _ in VARIANTS:
@@ -177,6 +202,7 @@ def measure(pairs: int = PAIRS, warmup: int = WARMUP) -> dict[str, Any]:
             "gateway": g,
             "pair_diff": summary([a - b for a, b in zip(g_ms[name], d_ms)]),
             "dist_diff": {k: g[k] - d[k] for k in ("p50", "p90", "p99", "mean")},
+            "cpu_ms": cpu_ms[name],
         }
     return out
 
@@ -196,7 +222,8 @@ def render(r: dict[str, Any]) -> str:
         ]
         p99 = max(dd["p99"], x["p99"])
         v["overhead_p99"] = p99
-        verdicts.append(f"- {label}: **{ms(p99)} ms** — {verdict(p99 <= TARGET_P99_MS)}")
+        verdicts.append(f"- {label}: **{ms(p99)} ms** — {verdict(p99 <= TARGET_P99_MS)} "
+                        f"(gateway process CPU: {ms(v['cpu_ms'], 2)} ms per request)")
     return "\n".join([
         "## End-to-end overhead (local server, fake OpenAI-wire provider on loopback)",
         "",
