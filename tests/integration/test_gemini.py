@@ -240,10 +240,10 @@ def test_media_inline_data_url_and_unfetched_url(api, gemini):
     assert parts[1] == {"inlineData": {"mimeType": "image/png", "data": png}}
     assert parts[2] == {"fileData": {"fileUri": "gs://bucket/report.pdf", "mimeType": "application/pdf"}}
 
-    n = len(gemini.requests)
+    n = len(gemini.requests)  # https URLs are fetched by the gateway (SSRF-guarded) before the call: a refusal reaches no provider
     bad = api.chat({"model": MODEL_ID, "messages": [{"role": "user", "content": [
-        {"type": "image", "url": "https://example.com/cat.png"}]}]})
-    assert bad.status == 422 and bad.json()["code"] == "capability_not_supported"
+        {"type": "image", "url": "https://10.0.0.1/cat.png"}]}]})
+    assert bad.status == 400 and bad.json()["code"] == "validation_error" and "private address" in bad.json()["detail"]
     assert len(gemini.requests) == n
 
 

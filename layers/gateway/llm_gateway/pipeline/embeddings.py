@@ -104,8 +104,8 @@ class EmbeddingsPipeline:
                                    provider=model.provider.id)
             usage.add(result.usage)
             if request.encoding_format == "base64" and result.raw is not None and len(result.raw) == len(batch):
-                for blob in result.raw:  # float32 bytes as the provider sent them: no float round trip
-                    data.append({"index": index, "embedding": base64.b64encode(blob).decode("ascii")})
+                for blob in result.raw:  # float32 as the provider sent them: no float round trip
+                    data.append({"index": index, "embedding": blob if isinstance(blob, str) else base64.b64encode(blob).decode("ascii")})
                     index += 1
                 continue
             for vector in result.floats():

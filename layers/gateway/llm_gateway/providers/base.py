@@ -130,9 +130,9 @@ class EmbedCall:
 class EmbedResult:
     vectors: list[list[float]]  # one per input, same order (may be empty when `raw` is given)
     usage: TokenUsage
-    # the same vectors as little-endian float32 bytes, when the provider sent them so (OpenAI base64):
+    # the same vectors as little-endian float32 — bytes, or the provider's own base64 text (OpenAI):
     # the pipeline answers `encoding_format: base64` from these without a float round trip
-    raw: list[bytes] | None = None
+    raw: list[bytes | str] | None = None
 
     def floats(self) -> list[list[float]]:
         if self.vectors or not self.raw:
@@ -140,9 +140,11 @@ class EmbedResult:
         from array import array
         import sys
 
+        import base64
+
         out = []
         for blob in self.raw:
-            values = array("f", blob)
+            values = array("f", base64.b64decode(blob) if isinstance(blob, str) else blob)
             if sys.byteorder != "little":
                 values.byteswap()
             out.append(values.tolist())

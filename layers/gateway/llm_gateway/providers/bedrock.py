@@ -649,6 +649,101 @@ class BedrockAdapter(ProviderAdapter):
             if close is not None:
                 close()
 
+    # ------------------------------------------------------------ embeddings and images (InvokeModel)
+    # `invoke_model(modelId, body=<JSON>, contentType/accept application/json)`, one model family each:
+    # - Titan Text Embeddings v2 (`amazon.titan-embed-text-v2:0`): one input per call (catalog
+    #   `max_inputs_per_call: 1`; the pipeline runs the calls concurrently) — {inputText, dimensions?,
+    #   normalize: true} -> {embedding, inputTextTokenCount}.
+    # - Cohere Embed (`cohere.embed-*`): up to 96 texts — {texts, input_type: search_document (model
+    #   option `input_type`), embedding_types: ["float"], truncate: "END"} -> {embeddings: {float: [...]}}
+    #   (or a plain list); input tokens from the `X-Amzn-Bedrock-Input-Token-Count` header.
+    # - Nova Canvas / Titan Image Generator: {taskType: TEXT_IMAGE, textToImageParams: {text,
+    #   negativeText?}, imageGenerationConfig: {numberOfImages, width?, height?, seed?}} -> {images: [b64],
+    #   error}.
+
+    def _invoke(self, model_id: str, body: dict[str, Any], deadline: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        control = _current_control()
+        if control is not None:
+            control.check()
+        remaining = deadline.remaining() if deadline is not None else 60.0
+        client = self.client(self._budget_s(remaining))
+        permit = self._permit(client)
+        try:
+            resp = client.invoke_model(modelId=model_id, body=_dumps(body).encode("utf-8"),
+                                       contentType="application/json", accept="application/json")
+            payload = resp["body"].read()
+        except self._transport_errors() as exc:
+            raise self._failed(self.translate_exception(exc), permit, control) from None
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            raise self._failed(GatewayError("provider_error", f"Provider '{self.provider.id}' returned a body that is not JSON.",
+                                            provider=self.provider.id), permit, control) from None
+        _report(permit, "success")
+        headers = {k.lower(): v for k, v in ((resp.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).items()}
+        return data if isinstance(data, dict) else {"value": data}, headers
+
+    def _budget_s(self, seconds: float) -> float:
+        if seconds <= 0:
+            raise GatewayError("provider_timeout", f"Provider '{self.provider.id}' had no time left (total budget spent).",
+                               provider=self.provider.id, timeout="total")
+        return seconds
+
+    def embed(self, call: Any) -> Any:
+        from llm_gateway.providers.base import EmbedResult
+
+        model_id = call.model.provider_model
+        if model_id.startswith("cohere.embed"):
+            body: dict[str, Any] = {"texts": call.inputs, "input_type": call.model.options.get("input_type", "search_document"),
+                                    "embedding_types": ["float"], "truncate": "END"}
+            data, headers = self._invoke(model_id, body, call.deadline)
+            embeddings = data.get("embeddings")
+            if isinstance(embeddings, dict):
+                embeddings = embeddings.get("float")
+            if not isinstance(embeddings, list) or len(embeddings) != len(call.inputs):
+                raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned malformed embeddings.", provider=self.provider.id)
+            tokens = int(headers.get("x-amzn-bedrock-input-token-count") or 0)
+            return EmbedResult(vectors=[[float(v) for v in e] for e in embeddings], usage=TokenUsage(input_tokens=tokens))
+        vectors = []
+        tokens = 0
+        for text in call.inputs:  # Titan takes one text per call
+            body = {"inputText": text, "normalize": True}
+            if call.dimensions:
+                body["dimensions"] = call.dimensions
+            data, _ = self._invoke(model_id, body, call.deadline)
+            if not isinstance(data.get("embedding"), list):
+                raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no embedding.", provider=self.provider.id)
+            vectors.append([float(v) for v in data["embedding"]])
+            tokens += int(data.get("inputTextTokenCount") or 0)
+        return EmbedResult(vectors=vectors, usage=TokenUsage(input_tokens=tokens))
+
+    def generate_image(self, call: ProviderCall) -> ChatResult:
+        from llm_gateway.media.generation import data_url, option, parse_size, prompt_of
+
+        req = call.request
+        text_params: dict[str, Any] = {"text": prompt_of(req)}
+        if option(req, "negative_prompt"):
+            text_params["negativeText"] = option(req, "negative_prompt")
+        config: dict[str, Any] = {"numberOfImages": int(option(req, "n", 1))}
+        if option(req, "size"):
+            config["width"], config["height"] = parse_size(option(req, "size"), (1024, 1024))
+        if option(req, "seed") is not None:
+            config["seed"] = int(option(req, "seed"))
+        if option(req, "quality") in ("standard", "premium"):
+            config["quality"] = option(req, "quality")
+        body = {"taskType": "TEXT_IMAGE", "textToImageParams": text_params, "imageGenerationConfig": config}
+        data, headers = self._invoke(call.model.provider_model, body, call.deadline)
+        if data.get("error"):
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' refused the image: {data['error']}", provider=self.provider.id)
+        images = [base64.b64decode(b) for b in data.get("images") or () if isinstance(b, str)]
+        if not images:
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no image.", provider=self.provider.id)
+        from llm_gateway.media.sniff import sniff
+
+        parts = [{"type": "image", "url": data_url(sniff(img) or "image/png", img)} for img in images]
+        return ChatResult(content=parts, tool_calls=[], finish_reason="stop", usage=TokenUsage(images=len(parts)),
+                          provider_response_id=headers.get("x-amzn-requestid"))
+
     # ------------------------------------------------------------ circuit breaker and deadlines
 
     def _permit(self, client: Any) -> Any:

@@ -654,6 +654,218 @@ class GeminiAdapter(ProviderAdapter):
             raise GatewayError("provider_error", f"Provider '{self.provider.id}' ended the stream before it was complete.", provider=self.provider.id)
         yield StreamDelta(finish_reason=self._finish(finish, n_tools > 0, finish_message), usage=usage_from(usage_raw))
 
+    # ------------------------------------------------------------ embeddings and media (pipeline/embeddings.py, pipeline/modalities.py)
+    # - embeddings: `POST /models/{m}:batchEmbedContents` {requests: [{model, content: {parts: [{text}]},
+    #   outputDimensionality?}]} -> {embeddings: [{values}]}; Gemini reports no token count, so input
+    #   tokens are estimated (4 characters a token).
+    # - images: Imagen models (`imagen-*`, or option `image_api: "predict"`): `POST /models/{m}:predict`
+    #   {instances: [{prompt}], parameters: {sampleCount, aspectRatio?, seed?, negativePrompt?}} ->
+    #   {predictions: [{bytesBase64Encoded, mimeType}]}; Gemini image models: `:generateContent` with
+    #   `generationConfig.responseModalities: ["TEXT", "IMAGE"]` -> `inlineData` image parts (and text).
+    # - speech: `:generateContent` with `responseModalities: ["AUDIO"]` and
+    #   `speechConfig.voiceConfig.prebuiltVoiceConfig.voiceName` -> `inlineData` raw PCM
+    #   (`audio/L16;codec=pcm;rate=24000`), answered as a WAV.
+    # - transcription: `:generateContent` with an instruction and the audio as `inlineData`.
+    # - video (Veo): `POST /models/{m}:predictLongRunning` {instances: [{prompt}], parameters:
+    #   {durationSeconds?, aspectRatio?, resolution?, negativePrompt?, seed?}} -> an operation `name`;
+    #   `GET /{name}` until `done`; `response.generateVideoResponse.generatedSamples[0].video.uri` is
+    #   downloaded (the API key is sent only to the API's own host).
+
+    def _model_path(self, call_model: Any) -> str:
+        model = call_model.provider_model
+        return model if model.startswith(("models/", "tunedModels/")) else "models/" + model
+
+    def _post_json(self, path: str, body: dict[str, Any], deadline: Any, cap: float | None = None) -> dict[str, Any]:
+        remaining = max(0.001, deadline.remaining()) if deadline is not None else 60.0
+        if cap is not None:
+            remaining = min(remaining, cap)
+        resp = self.http.request(self.provider.id, "POST", self.http.url(self.provider.base_url or DEFAULT_BASE_URL, path), json=body,
+                                 headers=self.headers(), timeout=httpx.Timeout(remaining, connect=min(10.0, remaining)))
+        return self._json_of(resp)
+
+    def _json_of(self, resp: httpx.Response) -> dict[str, Any]:
+        if resp.status_code >= 400:
+            raise self.error_from(resp.status_code, resp.text, resp.headers)
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned an unexpected body.", provider=self.provider.id)
+        return data
+
+    def embed(self, call: Any) -> Any:
+        from llm_gateway.providers.base import EmbedResult
+
+        name = self._model_path(call.model)
+        requests = []
+        for text in call.inputs:
+            item: dict[str, Any] = {"model": name, "content": {"parts": [{"text": text}]}}
+            if call.dimensions:
+                item["outputDimensionality"] = call.dimensions
+            requests.append(item)
+        data = self._post_json(f"/{name}:batchEmbedContents", {"requests": requests}, call.deadline)
+        embeddings = data.get("embeddings")
+        if not isinstance(embeddings, list) or not all(isinstance(e, dict) and isinstance(e.get("values"), list) for e in embeddings):
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no embeddings.", provider=self.provider.id)
+        estimated = sum(-(-len(t) // 4) for t in call.inputs)
+        return EmbedResult(vectors=[[float(v) for v in e["values"]] for e in embeddings], usage=TokenUsage(input_tokens=estimated))
+
+    def generate_image(self, call: ProviderCall) -> ChatResult:
+        from llm_gateway.media.generation import data_url, option, prompt_of
+
+        req = call.request
+        name = self._model_path(call.model)
+        predict = call.model.options.get("image_api", "predict" if call.model.provider_model.startswith("imagen") else "gemini") == "predict"
+        if predict:
+            params: dict[str, Any] = {"sampleCount": int(option(req, "n", 1))}
+            for key, wire in (("aspect_ratio", "aspectRatio"), ("seed", "seed"), ("negative_prompt", "negativePrompt")):
+                if option(req, key) is not None:
+                    params[wire] = option(req, key)
+            data = self._post_json(f"/{name}:predict", {"instances": [{"prompt": prompt_of(req)}], "parameters": params}, call.deadline)
+            parts = []
+            for pred in data.get("predictions") or ():
+                if isinstance(pred, dict) and pred.get("bytesBase64Encoded"):
+                    raw = base64.b64decode(pred["bytesBase64Encoded"])
+                    parts.append({"type": "image", "url": data_url(pred.get("mimeType") or "image/png", raw)})
+            if not parts:
+                raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no image (filtered or empty).",
+                                   provider=self.provider.id)
+            return ChatResult(content=parts, tool_calls=[], finish_reason="stop", usage=TokenUsage(images=len(parts)))
+        body = self.build_body(call)
+        gen = body.setdefault("generationConfig", {})
+        gen["responseModalities"] = ["TEXT", "IMAGE"]
+        if option(req, "aspect_ratio"):
+            gen["imageConfig"] = {"aspectRatio": option(req, "aspect_ratio")}
+        data = self._post_json(f"/{name}:generateContent", body, call.deadline)
+        content = self._inline_parts(data, call)
+        images = sum(1 for p in content if p["type"] == "image")
+        if not images:
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no image.", provider=self.provider.id)
+        usage = usage_from(data.get("usageMetadata"))
+        usage.images = images
+        return ChatResult(content=content, tool_calls=[], finish_reason="stop", usage=usage, provider_response_id=data.get("responseId"))
+
+    def _inline_parts(self, data: dict[str, Any], call: ProviderCall) -> list[dict[str, Any]]:
+        """Text and `inlineData` parts of the first candidate as content parts (`data:` URLs)."""
+        from llm_gateway.media.generation import data_url
+
+        candidates = data.get("candidates") or []
+        if not candidates:
+            reason = (data.get("promptFeedback") or {}).get("blockReason")
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no candidates" + (f" ({reason})." if reason else "."),
+                               provider=self.provider.id)
+        out: list[dict[str, Any]] = []
+        for part in (candidates[0].get("content") or {}).get("parts") or ():
+            if part.get("thought"):
+                continue
+            if "text" in part and part["text"]:
+                out.append({"type": "text", "text": part["text"]})
+            elif "inlineData" in part:
+                inline = part["inlineData"]
+                mime = str(inline.get("mimeType") or "")
+                raw = base64.b64decode(inline.get("data") or "")
+                kind = mime.split("/", 1)[0]
+                if kind == "audio" and ("l16" in mime.lower() or "pcm" in mime.lower()):
+                    from llm_gateway.media import samples
+
+                    rate = int(re.search(r"rate=(\d+)", mime).group(1)) if re.search(r"rate=(\d+)", mime) else 24000
+                    raw, mime = samples.pcm_wav(raw, rate), "audio/wav"
+                if kind in ("image", "audio", "video"):
+                    out.append({"type": kind, "url": data_url(mime.split(";")[0], raw)})
+        return out
+
+    def speak(self, call: ProviderCall) -> ChatResult:
+        from llm_gateway.media import samples
+        from llm_gateway.media.generation import decode_data_url, instructions_of, option, prompt_of
+
+        req = call.request
+        text = prompt_of(req)
+        style = option(req, "instructions") or instructions_of(req)
+        voice = option(req, "voice", call.model.options.get("voice", "Kore"))
+        body = {"contents": [{"role": "user", "parts": [{"text": f"{style}: {text}" if style else text}]}],
+                "generationConfig": {"responseModalities": ["AUDIO"],
+                                     "speechConfig": {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": voice}}}}}
+        data = self._post_json(f"/{self._model_path(call.model)}:generateContent", body, call.deadline)
+        audio = [p for p in self._inline_parts(data, call) if p["type"] == "audio"]
+        if not audio:
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no audio.", provider=self.provider.id)
+        usage = usage_from(data.get("usageMetadata"))
+        usage.characters = len(text)
+        usage.seconds = samples.wav_duration(decode_data_url(audio[0]["url"])[1]) or 0.0
+        return ChatResult(content=audio[:1], tool_calls=[], finish_reason="stop", usage=usage, provider_response_id=data.get("responseId"))
+
+    def transcribe(self, call: ProviderCall) -> ChatResult:
+        from llm_gateway.media import samples
+        from llm_gateway.media.generation import input_media, option
+
+        items = input_media(call, ("audio",))
+        instruction = "Transcribe this audio verbatim. Answer with the transcript only."
+        if option(call.request, "language"):
+            instruction += f" The speech is in '{option(call.request, 'language')}'."
+        if option(call.request, "prompt"):
+            instruction += f" Context: {option(call.request, 'prompt')}"
+        parts: list[dict[str, Any]] = [{"text": instruction}]
+        seconds = 0.0
+        for item in items:
+            parts.append({"inlineData": {"mimeType": item.media_type, "data": base64.b64encode(item.data).decode("ascii")}})
+            seconds += (samples.wav_duration(item.data) if item.media_type == "audio/wav" else None) or 0.0
+        data = self._post_json(f"/{self._model_path(call.model)}:generateContent", {"contents": [{"role": "user", "parts": parts}]},
+                               call.deadline)
+        result = self.parse_result(data, call)
+        result.usage.seconds = seconds
+        return result
+
+    def start_async(self, call: ProviderCall) -> dict[str, Any]:
+        from llm_gateway.media.generation import option, prompt_of
+
+        req = call.request
+        params: dict[str, Any] = {}
+        for key, wire in (("duration", "durationSeconds"), ("aspect_ratio", "aspectRatio"), ("resolution", "resolution"),
+                          ("negative_prompt", "negativePrompt"), ("seed", "seed")):
+            if option(req, key) is not None:
+                params[wire] = int(option(req, key)) if key == "duration" else option(req, key)
+        body: dict[str, Any] = {"instances": [{"prompt": prompt_of(req)}]}
+        if params:
+            body["parameters"] = params
+        data = self._post_json(f"/{self._model_path(call.model)}:predictLongRunning", body, call.deadline, 60.0)
+        if not data.get("name"):
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no operation name.", provider=self.provider.id)
+        return {"operation": data["name"], "seconds": float(params.get("durationSeconds") or call.model.options.get("duration_s", 8))}
+
+    def poll_async(self, call: ProviderCall, handle: dict[str, Any]) -> tuple[bool, ChatResult | None]:
+        from urllib.parse import urlsplit
+
+        from llm_gateway.media.generation import data_url
+
+        base = self.provider.base_url or DEFAULT_BASE_URL
+        resp = self.http.request(self.provider.id, "GET", self.http.url(base, "/" + handle["operation"]), headers=self.headers(),
+                                 timeout=30.0)
+        op = self._json_of(resp)
+        if not op.get("done"):
+            return False, None
+        if op.get("error"):
+            err = op["error"]
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' failed the video: {err.get('message') or err}",
+                               provider=self.provider.id)
+        video = (op.get("response") or {}).get("generateVideoResponse") or {}
+        samples_ = video.get("generatedSamples") or []
+        uri = ((samples_[0] if samples_ else {}).get("video") or {}).get("uri")
+        if not uri:
+            reasons = video.get("raiMediaFilteredReasons") or ["no video in the answer"]
+            raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no video: {'; '.join(map(str, reasons))}",
+                               provider=self.provider.id)
+        same_host = urlsplit(uri).netloc == urlsplit(base).netloc
+        headers = self.headers() if same_host else {}
+        got = self.http.request(self.provider.id, "GET", uri, headers=headers, timeout=120.0)
+        if got.status_code in (301, 302, 303, 307, 308) and got.headers.get("location"):  # to storage: no API key there
+            got = self.http.request(self.provider.id, "GET", got.headers["location"], timeout=120.0)
+        if got.status_code >= 400:
+            raise self.error_from(got.status_code, got.text[:500], got.headers)
+        return True, ChatResult(content=[{"type": "video", "url": data_url("video/mp4", got.content)}], tool_calls=[],
+                                finish_reason="stop", usage=TokenUsage(seconds=float(handle.get("seconds") or 0.0)),
+                                provider_response_id=handle["operation"])
+
     # ------------------------------------------------------------ calls
 
     def chat(self, call: ProviderCall) -> ChatResult:
