@@ -197,3 +197,19 @@ def test_dynamodb_failure_during_admission_fails_open(aws):
 
     gov = Governance(rates=Broken(), clock=Clock())
     assert admit(gov).response_headers == {}
+
+
+def test_govern_for_other_routes(aws):
+    """Embeddings, realtime turns…: approval and limits with the route's own token estimate."""
+    tenant({"approved_models": ["mock::*"], "limits": {"tenant": {"rpm": 1, "tpm": 500}}})
+    gov = Governance(clock=Clock())
+    ctx = ctx_for()
+    gov.govern(ctx, estimate=400)
+    assert ctx.response_headers["x-ratelimit-remaining-tokens"] == "100"
+    ctx.usage = TokenUsage(input_tokens=50)
+    run_all(gov.settle_tasks(ctx))
+    assert RateLimitStore().current(rate_key("acme", int(T0 // 60) * 60)) == (1, 50)
+    assert error(lambda: gov.govern(ctx_for(), estimate=10)).code == "rate_limited"
+    other = ctx_for()
+    other.model = get_catalog().resolve("openai::gpt-4o-mini")
+    assert error(lambda: gov.govern(other, estimate=1)).code == "model_not_approved"

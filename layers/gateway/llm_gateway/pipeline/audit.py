@@ -95,14 +95,17 @@ def events_for(ctx: "RequestContext", now: float | None = None) -> list[dict[str
 
 def fallback_hops(ctx: "RequestContext") -> list[dict[str, Any]]:
     """Each move from one model to the next: `{from_model, to_model, reason}` (the error code
-    that moved it on). Taken from the fallback trail when the pipeline recorded one."""
-    trail = ctx.attributes.get("fallback_attempts")
-    if trail:
-        hops = []
-        for prev, nxt in zip(trail, trail[1:]):
-            hops.append({"from_model": prev.get("model"), "to_model": nxt.get("model"),
-                         "reason": prev.get("code") or prev.get("outcome")})
-        return hops
+    that moved it on), from the fallback trail the pipeline keeps in the usage record."""
+    trail = ctx.attributes.get("usage_record") or {}
+    errors = trail.get("attempt_errors")
+    if trail.get("fallback_strategy") == "sequential" and errors:
+        failed = [e.rsplit("=", 1) for e in str(errors).split(",") if "=" in e]
+        chain = [m for m, _ in failed]
+        if ctx.outcome != "error" and ctx.model_used is not None and ctx.model_used.id not in chain:
+            chain.append(ctx.model_used.id)
+        return [{"from_model": chain[i], "to_model": chain[i + 1], "strategy": "sequential", "reason": failed[i][1]}
+                for i in range(len(chain) - 1)]
     if ctx.fallback_used and ctx.model is not None and ctx.model_used is not None and ctx.model_used is not ctx.model:
-        return [{"from_model": ctx.model.id, "to_model": ctx.model_used.id, "reason": None}]
+        return [{"from_model": ctx.model.id, "to_model": ctx.model_used.id, "strategy": trail.get("fallback_strategy"),
+                 "reason": None}]
     return []

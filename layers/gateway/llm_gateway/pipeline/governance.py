@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from llm_gateway.api.errors import GatewayError
 from llm_gateway.config import settings
 from llm_gateway.observability import logger, metrics
-from llm_gateway.pipeline.parallel import run_all
+from llm_gateway.pipeline import parallel
 from llm_gateway.stores.budgets import budget_key, period_window
 from llm_gateway.stores.ratelimit import WINDOW_S, RateCheck, RateOutcome, rate_key, window_start
 from llm_gateway.stores.tenants import Budget, TenantConfig
@@ -199,13 +199,27 @@ class Governance:
             ctx.request = request
         return request
 
-    def admit(self, ctx: "RequestContext", request: "ChatRequest", config: TenantConfig) -> None:
+    def govern(self, ctx: "RequestContext", estimate: int) -> None:
+        """Steps 2–4 for routes other than chat (embeddings, realtime turns…): approval of
+        `ctx.model`, then rate limits (with `estimate` tokens reserved) and budgets. The
+        route's `UsageReporter.report` settles it afterwards, as for chat."""
+        if not self.enabled:
+            return
+        config = self.tenant_for(ctx)
+        assert ctx.model is not None
+        self.check_model(ctx, ctx.model)
+        self.admit(ctx, None, config, estimate=estimate)
+
+    def admit(self, ctx: "RequestContext", request: "ChatRequest | None", config: TenantConfig, *,
+              estimate: int | None = None) -> None:
         """Count the request against its rate limits and check its budgets: one round trip."""
         if not config.governed:
             return
         now = self.clock()
         window = window_start(now)
-        estimate = estimate_tokens(request)
+        if estimate is None:
+            assert request is not None
+            estimate = estimate_tokens(request)
         checks: list[RateCheck] = []
         for scope, limit, user in (("tenant", config.tenant_limit, None), ("user", config.user_limit, ctx.user_id)):
             if limit.active:
@@ -220,7 +234,7 @@ class Governance:
         tasks: list[Callable[[], Any]] = [lambda c=c: self.rates.hit(c, window) for c in checks]
         if refs:
             tasks.append(lambda: self.budget_store.spent([r.key for r in refs]))
-        results = run_all(tasks)
+        results = parallel.run_all(tasks)
         outcomes: list[RateOutcome] = []
         spent: dict[str, float] = {}
         failed = False
@@ -252,7 +266,7 @@ class Governance:
         """Give back the slots of scopes that admitted a request another scope (or a budget) refused."""
         tasks = [lambda o=o: self.rates.adjust(o.check.key, requests=-1, tokens=-o.check.tokens if o.check.tpm else 0)
                  for o in admitted]
-        for r in run_all(tasks):
+        for r in parallel.run_all(tasks):
             if isinstance(r, Exception):
                 logger.warning("rate-limit release failed", extra={"error": type(r).__name__})
 
@@ -410,3 +424,12 @@ def get_governance() -> Governance:
 def reset_governance() -> None:
     global _governance
     _governance = None
+
+
+def _register_reset() -> None:
+    from llm_gateway import resets
+
+    resets.register(reset_governance)
+
+
+_register_reset()

@@ -45,3 +45,50 @@ def run_all(tasks: list[Callable[[], Any]]) -> list[Any]:
         except Exception as exc:  # noqa: BLE001
             results.append(exc)
     return results
+
+
+_background: set[Future] = set()
+_bg_lock = threading.Lock()
+
+
+def run_post(tasks: list[tuple[str, Callable[[], Any]]], request_id: str = "") -> None:
+    """A request's post-call writes: side by side and waited for (Lambda: the environment
+    freezes after the response), or with `LLMGW_USAGE_ASYNC=1` (the local server) handed to
+    the pool without waiting. Failures are logged by name, never raised."""
+    import os
+
+    from llm_gateway.observability import logger
+
+    def logged(name: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001
+                logger.error(f"{name} failed", extra={"request_id": request_id, "error": type(exc).__name__})
+                return exc
+        return run
+
+    wrapped = [logged(name, fn) for name, fn in tasks]
+    if os.environ.get("LLMGW_USAGE_ASYNC") == "1":
+        for fn in wrapped:
+            f = pool().submit(fn)
+            with _bg_lock:
+                _background.add(f)
+            f.add_done_callback(_forget)
+        return
+    run_all(wrapped)
+
+
+def _forget(f: Future) -> None:
+    with _bg_lock:
+        _background.discard(f)
+
+
+def drain(timeout_s: float = 5.0) -> None:
+    """Wait (bounded) for background post-call writes (tests, shutdown)."""
+    from concurrent.futures import wait
+
+    with _bg_lock:
+        pending = list(_background)
+    if pending:
+        wait(pending, timeout=timeout_s)

@@ -107,6 +107,8 @@ class LambdaHook(Hook):
             modified = ChatRequest.model_validate(answer.get("request"))
         except ValidationError:
             raise HookFailed("the modified request is not a valid request") from None
+        if modified.model != request.model:
+            raise HookFailed("a hook may not change the model (approval and limits were checked for it)")
         return HookResult.modify(modified, self._reason(answer))
 
     def post_response(self, ctx: HookContext, response: ResponseView) -> HookResult:
