@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", args.log_level.upper())
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    # jobs and batches: moto's Wait states really wait, so poll often (AWS defaults: 2-30 s, 15-300 s)
+    for name, value in (("LLMGW_JOB_POLL_INITIAL_S", "1"), ("LLMGW_JOB_POLL_MAX_S", "2"),
+                        ("LLMGW_BATCH_POLL_INITIAL_S", "1"), ("LLMGW_BATCH_POLL_MAX_S", "5")):
+        os.environ.setdefault(name, value)
     repo_root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
     if os.path.isdir(os.path.join(repo_root, "functions")) and repo_root not in sys.path:
         sys.path.insert(0, repo_root)

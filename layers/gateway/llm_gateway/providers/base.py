@@ -198,6 +198,43 @@ class ProviderAdapter(ABC):
             provider=self.provider.id,
         )
 
+    # ------------------------------------------------------------ long-running tasks (video generation)
+    # A provider that runs a generation as a task (start it, then poll until it is done) gets
+    # `start_async` / `poll_async` (and `cancel_async` where it can cancel). The gateway runs such
+    # models as jobs (`llm_gateway/jobs`): a sync request is polled inside the invocation up to
+    # `LLMGW_SYNC_POLL_LIMIT_S`, then answered 202 with the job; the workflow polls the rest.
+
+    def is_async(self, model: "ModelSpec") -> bool:
+        """True when this model's generations are long-running provider tasks. Default: video
+        generation models of adapters that implement `start_async`; the model option
+        `async_task` (true/false) overrides it."""
+        explicit = model.options.get("async_task")
+        if explicit is not None:
+            return bool(explicit)
+        return "video_generation" in model.capabilities and type(self).start_async is not ProviderAdapter.start_async
+
+    def start_async(self, call: ProviderCall) -> dict[str, Any]:
+        """Start the task; a JSON-serializable handle (stored with the job, given to poll/cancel)."""
+        raise GatewayError(
+            "capability_not_supported",
+            f"Provider '{self.provider.id}' ({self.kind}) has no long-running task support in the gateway.",
+            provider=self.provider.id,
+        )
+
+    def poll_async(self, call: ProviderCall, handle: dict[str, Any]) -> tuple[bool, ChatResult | None]:
+        """`(False, None)` while the task runs, `(True, result)` when it is done; a failed task
+        raises `GatewayError`. Media may come back as `data:` URLs: the gateway stores them under
+        the tenant's prefix and answers presigned URLs. The handle may be updated in place."""
+        raise GatewayError(
+            "capability_not_supported",
+            f"Provider '{self.provider.id}' ({self.kind}) has no long-running task support in the gateway.",
+            provider=self.provider.id,
+        )
+
+    def cancel_async(self, call: ProviderCall, handle: dict[str, Any]) -> None:
+        """Cancel the task at the provider, where it can be cancelled (best effort)."""
+        return None
+
     # ------------------------------------------------------------ output modalities (pipeline/modalities.py)
     # A model's capability picks the method: `image_generation` -> generate_image, `tts` -> speak
     # (speak_stream for `stream: true`), `stt` -> transcribe, `video_generation` -> the long-running

@@ -10,6 +10,7 @@ Set `LLMGW_MOCK_LATENCY_MS` (or the model option `latency_ms`) to add a fixed de
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -188,6 +189,29 @@ class MockAdapter(ProviderAdapter):
         vectors = [_unit_vector(text, dims) for text in call.inputs]
         return EmbedResult(vectors=vectors, usage=TokenUsage(input_tokens=sum(count_tokens(t) for t in call.inputs)))
 
+    # ------------------------------------------------------------ long-running tasks (`mock::video-gen`)
+    # A video generation "task": ready `generation_s` seconds (model option, default 3) after it
+    # starts; the result is a tiny MP4 container as a `data:` URL (the gateway stores it and
+    # answers a presigned URL), billed per second of video (`media.duration`, default 4).
+
+    def start_async(self, call: ProviderCall) -> dict[str, Any]:
+        seconds = float(call.model.options.get("generation_s", 3))
+        digest = hashlib.sha256(f"{call.request_id}:{time.time()}".encode()).hexdigest()[:16]
+        return {"task_id": f"mockvid_{digest}", "ready_at": time.time() + seconds, "polls": 0}
+
+    def poll_async(self, call: ProviderCall, handle: dict[str, Any]) -> tuple[bool, ChatResult | None]:
+        handle["polls"] = int(handle.get("polls", 0)) + 1
+        if time.time() < float(handle["ready_at"]):
+            return False, None
+        duration = float((call.request.media or {}).get("duration", 4))
+        data = base64.b64encode(_tiny_mp4(handle["task_id"], duration)).decode("ascii")
+        usage = TokenUsage(input_tokens=_input_tokens(call), seconds=duration)
+        return True, ChatResult(content=[{"type": "video", "url": f"data:video/mp4;base64,{data}"}], tool_calls=[],
+                                finish_reason="stop", usage=usage, provider_response_id=handle["task_id"])
+
+    def cancel_async(self, call: ProviderCall, handle: dict[str, Any]) -> None:
+        handle["cancelled"] = True
+
     # ------------------------------------------------------------ output modalities (`mock::image`, `mock::tts`, `mock::stt`)
     # Real files: a PNG (the prompt in its tEXt "Description"), a WAV of one tone per word (the text
     # in its LIST/INFO chunk), and transcripts: the text embedded in a mock TTS WAV, read back
@@ -263,6 +287,14 @@ class MockAdapter(ProviderAdapter):
         latency = latency or os.environ.get("LLMGW_MOCK_LATENCY_MS")
         if latency:
             time.sleep(float(latency) / 1000)
+
+
+def _tiny_mp4(tag: str, seconds: float = 4.0) -> bytes:
+    """A small, valid MP4 (one Motion-JPEG video track: `media/samples.mp4`) of `seconds`, seeded by
+    the task id."""
+    from llm_gateway.media import samples
+
+    return samples.mp4(seconds=max(0.25, min(float(seconds), 20.0)), fps=4, seed=int(hashlib.sha256(tag.encode()).hexdigest()[:4], 16))
 
 
 def _unit_vector(text: str, dims: int) -> list[float]:

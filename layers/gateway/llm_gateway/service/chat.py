@@ -5,6 +5,7 @@ from __future__ import annotations
 from llm_gateway.api.errors import GatewayError
 from llm_gateway.api.models import ChatRequest
 from llm_gateway.api.parse import check_body, parse_model
+from llm_gateway.jobs import runs_as_job
 from llm_gateway.pipeline.auth import Authenticator
 from llm_gateway.pipeline.chat import ChatPipeline
 from llm_gateway.pipeline.context import RequestContext, new_request_id
@@ -31,6 +32,10 @@ class ChatService:
             ctx = self._context(req, "chat")
             raw = check_body(req.body, req.headers.get("content-type"))
             request = parse_model(ChatRequest, raw)
+            if runs_as_job(request):  # "async": true, or a long-running (video) model: 202 with a job
+                from llm_gateway.jobs.service import job_service
+
+                return job_service().accept_chat(ctx, request, req)
             if request.stream:
                 frames = self.pipeline.stream(ctx, request)
                 headers = {**SSE_HEADERS, **ctx.response_headers, "x-request-id": rid}
