@@ -316,7 +316,7 @@ class FakeBedrock(FakeServer):
             chunk_delay_s=s.chunk_delay_s,
             stall_after=s.stall_after_chunks,
             cut_after=s.cut_after_chunks,
-            stall_s=5.0,
+            stall_s=30.0,  # released at once when the fake stops
         )
 
 
