@@ -101,3 +101,70 @@ def verdict(ok: bool) -> str:
 
 def machine() -> str:
     return f"{os.cpu_count()} CPU(s), {platform.machine()}, Python {platform.python_version()}, {platform.system()}"
+
+
+class AwsCallTimer:
+    """Times every botocore API call (all the gateway's stores go through `stores.aws.client`).
+
+    `wall_ns` is the union of the calls' intervals — calls run side by side (the pipeline's I/O
+    pool) count once — so it is the time AWS kept the request waiting; `cpu_ns` is the CPU time of
+    the calls made on the installing thread (with in-process moto that includes the emulation);
+    `calls` counts them by operation.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from collections import Counter
+
+        self.wall_ns = 0
+        self.cpu_ns = 0
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._inflight = 0
+        self._since = 0
+        self._owner = threading.get_ident()
+        self._orig = None
+
+    def install(self) -> "AwsCallTimer":
+        import threading
+        import time
+
+        from botocore.client import BaseClient
+
+        self._orig = BaseClient._make_api_call
+        timer, orig, owner = self, BaseClient._make_api_call, self._owner
+
+        def timed(client_self, operation_name, api_params):  # type: ignore[no-untyped-def]
+            mine = threading.get_ident() == owner
+            with timer._lock:
+                if timer._inflight == 0:
+                    timer._since = time.perf_counter_ns()
+                timer._inflight += 1
+                timer.calls[operation_name] += 1
+            c0 = time.thread_time_ns() if mine else 0
+            try:
+                return orig(client_self, operation_name, api_params)
+            finally:
+                if mine:
+                    timer.cpu_ns += time.thread_time_ns() - c0
+                with timer._lock:
+                    timer._inflight -= 1
+                    if timer._inflight == 0:
+                        timer.wall_ns += time.perf_counter_ns() - timer._since
+
+        BaseClient._make_api_call = timed  # type: ignore[method-assign]
+        return self
+
+    def wall_now_ns(self) -> int:
+        """`wall_ns` including a call still in flight (a fire-and-forget call may outlive its request)."""
+        import time
+
+        with self._lock:
+            return self.wall_ns + ((time.perf_counter_ns() - self._since) if self._inflight else 0)
+
+    def uninstall(self) -> None:
+        from botocore.client import BaseClient
+
+        if self._orig is not None:
+            BaseClient._make_api_call = self._orig  # type: ignore[method-assign]
+            self._orig = None

@@ -1,20 +1,22 @@
 """(a) Compute overhead in-process: API Gateway v2 event → `lambda_handler` → response.
 
-The `mock` provider (zero latency) stands in for the model, and moto runs in-process
-(`mock_aws`), so what is measured is the gateway's own work: Powertools routing, auth,
-parsing and validation, model resolution, the provider call, rendering, usage reporting.
+The `mock` provider (zero latency) stands in for the model and moto runs in-process
+(`mock_aws`), so what is measured is the gateway's own work: Powertools routing, auth, parsing
+and validation, model resolution, the provider call, rendering, usage reporting — and, in the
+full configuration, governance (rate limits, budgets, tenant config) and audit events.
 
-Every botocore API call is timed (a wrapper on `BaseClient._make_api_call`, through which every
-store goes). Configurations:
-- **total** — the real stores on in-process moto: wall time of `lambda_handler(event, context)`,
-  and the part of it spent inside botocore API calls (client serialization + moto's emulation);
-- **compute** — the usage store's write (`UsageStore.record`, one `PutItem` per request) swapped
-  for an in-memory counter — API keys are already served from the key store's in-process cache —
-  and any DynamoDB call that remains (stores later steps add: rate limits, budgets…) timed and
-  subtracted per request. This keeps moto's allocations and cache traffic out of the figure.
-  Measured with the local/test observability settings (log level WARNING, metrics off) and with
-  the deployed ones (INFO logs: one JSON line per request; an EMF metrics blob per invocation),
-  their output sent to /dev/null.
+Every botocore API call is timed (`bench._common.AwsCallTimer`: the union of the calls'
+intervals, calls made side by side counting once), and each request's AWS time is subtracted
+from its wall time. Configurations:
+- **pipeline** — governance and audit events off (`LLMGW_GOVERNANCE=off`, `LLMGW_AUDIT_EVENTS=off`)
+  and the usage write (`UsageStore.record`) swapped for an in-memory counter: the request path
+  with no store call at all (API keys come from the key store's in-process cache), so moto's
+  allocations and cache traffic stay out of the figure. With the local/test observability
+  settings (log level WARNING, metrics off) and with the deployed ones (INFO logs: one JSON line
+  per request; an EMF metrics blob per invocation), their output sent to /dev/null;
+- **full** — everything on, every store on moto: total wall time, the AWS share, and compute =
+  total − AWS (moto's garbage and cache traffic still inflate it a little).
+Thread CPU time is reported beside wall time: it does not grow when other processes hold the CPU.
 
 Target: compute P99 ≤ 1 ms.
 """
@@ -29,13 +31,15 @@ import time
 import warnings
 from typing import Any, Iterator
 
-from bench._common import machine, ms, reset_process_state, setup_env, summary, table, verdict
+from bench._common import AwsCallTimer, machine, ms, reset_process_state, setup_env, summary, table, verdict
 
 TARGET_P99_MS = 1.0
 ITERATIONS = int(os.environ.get("BENCH_COMPUTE_N", "5000"))
 WARMUP = int(os.environ.get("BENCH_COMPUTE_WARMUP", "500"))
-# moto's DynamoDB costs ~3 ms a call: fewer iterations for the second setting keep the run short
-TOTAL_ITERATIONS = int(os.environ.get("BENCH_COMPUTE_TOTAL_N", "2000"))
+# every store on moto costs several ms per request: fewer iterations for the full configuration
+FULL_ITERATIONS = int(os.environ.get("BENCH_COMPUTE_FULL_N", "1000"))
+# each measured loop stops early after this long (a busy machine); the section reports the real n
+BUDGET_S = float(os.environ.get("BENCH_COMPUTE_BUDGET_S", "15"))
 
 PAYLOAD = {
     "model": "mock::echo",
@@ -46,37 +50,6 @@ PAYLOAD = {
     "max_tokens": 64,
     "metadata": {"conversation_id": "bench-conv-1"},
 }
-
-
-class _AwsTimer:
-    """Times every botocore API call (all stores go through `stores.aws.client`)."""
-
-    def __init__(self) -> None:
-        self.total_ns = 0
-        self.calls = 0
-        self._orig: Any = None
-
-    def install(self) -> None:
-        from botocore.client import BaseClient
-
-        self._orig = BaseClient._make_api_call
-        timer = self
-
-        def timed(client_self: Any, operation_name: str, api_params: dict) -> Any:
-            t0 = time.perf_counter_ns()
-            try:
-                return timer._orig(client_self, operation_name, api_params)
-            finally:
-                timer.total_ns += time.perf_counter_ns() - t0
-                timer.calls += 1
-
-        BaseClient._make_api_call = timed  # type: ignore[method-assign]
-
-    def uninstall(self) -> None:
-        from botocore.client import BaseClient
-
-        if self._orig is not None:
-            BaseClient._make_api_call = self._orig  # type: ignore[method-assign]
 
 
 def _event_and_context() -> tuple[dict[str, Any], Any]:
@@ -95,26 +68,72 @@ def _event_and_context() -> tuple[dict[str, Any], Any]:
     )
 
 
-def _run(handler: Any, event: dict, context: Any, n: int, aws: _AwsTimer | None) -> tuple[list[float], list[float], list[float]]:
-    """Per-request wall time, AWS time and thread CPU time (ms)."""
-    walls: list[float] = []
-    aws_ms: list[float] = []
-    cpus: list[float] = []
-    perf = time.perf_counter_ns
-    cpu = time.thread_time_ns
-    for _ in range(n):
-        before = aws.total_ns if aws else 0
+def _run(handler: Any, event: dict, context: Any, n: int, aws: AwsCallTimer,
+         budget_s: float = BUDGET_S) -> dict[str, list[float]]:
+    """Per request (ms): wall, AWS wall, thread CPU, AWS CPU on this thread."""
+    out: dict[str, list[float]] = {"wall": [], "aws": [], "cpu": [], "aws_cpu": []}
+    perf, cpu = time.perf_counter_ns, time.thread_time_ns
+    deadline = time.monotonic() + budget_s
+    for i in range(n):
+        if i % 50 == 49 and time.monotonic() > deadline:
+            break
+        a0, ac0 = aws.wall_now_ns(), aws.cpu_ns
         c0 = cpu()
         t0 = perf()
         result = handler(event, context)
         t1 = perf()
         c1 = cpu()
-        walls.append((t1 - t0) / 1e6)
-        cpus.append((c1 - c0) / 1e6)
-        aws_ms.append(((aws.total_ns - before) / 1e6) if aws else 0.0)
+        out["wall"].append((t1 - t0) / 1e6)
+        out["cpu"].append((c1 - c0) / 1e6)
+        out["aws"].append((aws.wall_now_ns() - a0) / 1e6)
+        out["aws_cpu"].append((aws.cpu_ns - ac0) / 1e6)
         if result["statusCode"] != 200:
             raise RuntimeError(f"benchmark request failed: {result['statusCode']} {result.get('body')}")
-    return walls, aws_ms, cpus
+    return out
+
+
+def _split(r: dict[str, list[float]]) -> dict[str, Any]:
+    return {
+        "total": summary(r["wall"]),
+        "aws": summary(r["aws"]),
+        "compute": summary([w - a for w, a in zip(r["wall"], r["aws"])]),
+        "cpu": summary([max(0.0, c - a) for c, a in zip(r["cpu"], r["aws_cpu"])]),
+    }
+
+
+@contextlib.contextmanager
+def usage_sink() -> Iterator[list[int]]:
+    """`UsageStore.record` swapped for an in-memory counter (yields [records])."""
+    from llm_gateway.stores import usage
+
+    count = [0]
+    original = usage.UsageStore.record
+
+    def record(self: Any, rec: dict[str, Any]) -> None:  # noqa: ARG001 - same signature
+        count[0] += 1
+
+    usage.UsageStore.record = record  # type: ignore[method-assign]
+    try:
+        yield count
+    finally:
+        usage.UsageStore.record = original  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def env(**values: str) -> Iterator[None]:
+    """Environment overrides, with the gateway's cached settings and singletons reset around them."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    reset_process_state()
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        reset_process_state()
 
 
 @contextlib.contextmanager
@@ -149,36 +168,12 @@ def lambda_observability() -> Iterator[None]:
         devnull.close()
 
 
-@contextlib.contextmanager
-def usage_sink() -> Iterator[list[int]]:
-    """`UsageStore.record` swapped for an in-memory counter (yields [records])."""
-    from llm_gateway.stores import usage
-
-    count = [0]
-    original = usage.UsageStore.record
-
-    def record(self: Any, rec: dict[str, Any]) -> None:  # noqa: ARG001 - same signature
-        count[0] += 1
-
-    usage.UsageStore.record = record  # type: ignore[method-assign]
-    try:
-        yield count
-    finally:
-        usage.UsageStore.record = original  # type: ignore[method-assign]
-
-
-def _split(walls: list[float], aws: list[float], cpus: list[float]) -> dict[str, Any]:
-    return {"total": summary(walls), "aws": summary(aws), "compute": summary([w - a for w, a in zip(walls, aws)]),
-            "cpu": summary([max(0.0, c - a) for c, a in zip(cpus, aws)])}
-
-
-def measure(iterations: int = ITERATIONS, warmup: int = WARMUP, total_iterations: int = TOTAL_ITERATIONS) -> dict[str, Any]:
+def measure(iterations: int = ITERATIONS, warmup: int = WARMUP, full_iterations: int = FULL_ITERATIONS) -> dict[str, Any]:
     setup_env()
     from moto import mock_aws
 
-    timer = _AwsTimer()
-    timer.install()
-    out: dict[str, Any] = {"iterations": iterations, "total_iterations": total_iterations, "warmup": warmup}
+    timer = AwsCallTimer().install()
+    out: dict[str, Any] = {"warmup": warmup}
     try:
         with mock_aws():
             reset_process_state()
@@ -190,20 +185,23 @@ def measure(iterations: int = ITERATIONS, warmup: int = WARMUP, total_iterations
             event, context = _event_and_context()
             handler = chat_handler.lambda_handler
 
-            with usage_sink() as records:
+            with env(LLMGW_GOVERNANCE="off", LLMGW_AUDIT_EVENTS="off"), usage_sink():
                 _run(handler, event, context, warmup, timer)
                 gc.collect()
-                out["local"] = _split(*_run(handler, event, context, iterations, timer))
+                out["pipeline"] = _split(_run(handler, event, context, iterations, timer))
                 with lambda_observability():
                     _run(handler, event, context, warmup, timer)
                     gc.collect()
-                    out["lambda"] = _split(*_run(handler, event, context, iterations, timer))
-            if records[0] < 2 * iterations:
-                raise RuntimeError("the usage sink saw fewer records than requests: UsageStore.record is no longer the seam")
+                    out["pipeline_lambda"] = _split(_run(handler, event, context, iterations, timer))
 
-            _run(handler, event, context, max(50, warmup // 5), timer)
+            timer.calls.clear()
+            _run(handler, event, context, max(50, warmup // 10), timer)
             gc.collect()
-            out["total"] = _split(*_run(handler, event, context, total_iterations, timer))
+            timer.calls.clear()
+            full = _run(handler, event, context, full_iterations, timer)
+            out["full"] = _split(full)
+            n = max(1, len(full["wall"]))
+            out["full_calls"] = {op: round(c / n, 2) for op, c in sorted(timer.calls.items())}
     finally:
         timer.uninstall()
         reset_process_state()
@@ -214,41 +212,44 @@ def render(r: dict[str, Any]) -> str:
     def row(label: str, x: dict[str, float]) -> list[str]:
         return [label, ms(x["p50"]), ms(x["p90"]), ms(x["p99"]), ms(x["mean"]), ms(x["max"])]
 
-    loc, lam, tot = r["local"], r["lambda"], r["total"]
+    p, pl, f = r["pipeline"], r["pipeline_lambda"], r["full"]
     rows = [
-        row(f"**compute** — local/test logging, n={r['iterations']}", loc["compute"]),
-        row("  same, thread CPU time (insensitive to other processes)", loc["cpu"]),
-        row(f"**compute** — deployed logging (INFO line + EMF blob per request), n={r['iterations']}", lam["compute"]),
-        row("  same, thread CPU time", lam["cpu"]),
-        row(f"total — stores on in-process moto, n={r['total_iterations']}", tot["total"]),
-        row("  of which DynamoDB calls (botocore + moto)", tot["aws"]),
-        row("  the rest (compute, moto's garbage and cache traffic included)", tot["compute"]),
+        row(f"**pipeline compute** — local/test logging, n={p['total']['n']}", p["compute"]),
+        row("  thread CPU time", p["cpu"]),
+        row(f"**pipeline compute** — deployed logging (INFO line + EMF blob), n={pl['total']['n']}", pl["compute"]),
+        row("  thread CPU time", pl["cpu"]),
+        row(f"full (governance + audit + usage on moto): total, n={f['total']['n']}", f["total"]),
+        row("  AWS calls (botocore + moto; concurrent calls counted once)", f["aws"]),
+        row("  **full compute** = total − AWS", f["compute"]),
+        row("  thread CPU time, AWS calls excluded", f["cpu"]),
     ]
-    notes = []
-    if max(loc["aws"]["max"], lam["aws"]["max"]) > 0:
-        notes.append(f"DynamoDB calls left in the compute runs were subtracted (P99 {ms(loc['aws']['p99'])} ms).")
-    c, cl = loc["compute"], lam["compute"]
+    calls = ", ".join(f"{op} {n:g}" for op, n in r["full_calls"].items()) or "none"
+    notes = [f"AWS calls per request in the full configuration: {calls}."]
+    if max(p["aws"]["max"], pl["aws"]["max"]) > 0:
+        notes.append(f"Store calls left in the pipeline configuration were subtracted (P99 {ms(p['aws']['p99'])} ms).")
     try:
-        busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+        if os.getloadavg()[0] > (os.cpu_count() or 1):
+            notes.append("The machine was busy (1-min load average above its CPU count): wall-clock tails include "
+                         "time other processes held the CPU; the thread-CPU-time rows show the gateway's own cost.")
     except OSError:
-        busy = False
-    if busy:
-        notes.append("The machine was busy (1-min load average above its CPU count): wall-clock tails include "
-                     "time other processes held the CPU; the thread-CPU-time rows show the gateway's own cost.")
+        pass
+    c, cl, fc = p["compute"], pl["compute"], f["compute"]
     return "\n".join([
         "## Compute overhead (in-process, zero-latency provider)",
         "",
-        f"`POST /chat/completions` as an API Gateway v2 event through `functions/chat/handler.lambda_handler` "
-        f"(Powertools resolver, auth, parsing, model resolution, `mock::echo`, rendering, usage report) with "
-        f"moto in-process (`mock_aws`); sequential, after {r['warmup']} warm-up requests. Machine: {machine()}.",
+        "`POST /chat/completions` as an API Gateway v2 event through `functions/chat/handler.lambda_handler` "
+        "(Powertools resolver, auth, parsing, model resolution, `mock::echo`, rendering, usage report) with moto "
+        f"in-process (`mock_aws`); sequential, after {r['warmup']} warm-up requests; AWS time subtracted per request. "
+        f"Machine: {machine()}.",
         "",
         table(["ms per request", "P50", "P90", "P99", "mean", "max"], rows),
         "",
         *notes,
-        f"Target compute P99 ≤ {TARGET_P99_MS:g} ms: **{ms(c['p99'])} ms** — {verdict(c['p99'] <= TARGET_P99_MS)} "
-        f"(deployed logging: {ms(cl['p99'])} ms — {verdict(cl['p99'] <= TARGET_P99_MS)}; thread CPU time P99: "
-        f"{ms(loc['cpu']['p99'])} / {ms(lam['cpu']['p99'])} ms). The DynamoDB row is "
-        "moto's emulation cost (one usage `PutItem` per request), not AWS latency.",
+        "",
+        f"Target compute P99 ≤ {TARGET_P99_MS:g} ms: pipeline **{ms(c['p99'])} ms** — {verdict(c['p99'] <= TARGET_P99_MS)} "
+        f"(deployed logging {ms(cl['p99'])} ms — {verdict(cl['p99'] <= TARGET_P99_MS)}; full with governance "
+        f"{ms(fc['p99'])} ms — {verdict(fc['p99'] <= TARGET_P99_MS)}; thread CPU P99 {ms(p['cpu']['p99'])} / "
+        f"{ms(pl['cpu']['p99'])} / {ms(f['cpu']['p99'])} ms). AWS rows are moto's emulation, not AWS latency.",
         "",
     ])
 

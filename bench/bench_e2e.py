@@ -3,13 +3,13 @@
 Three processes on loopback: the fast fake OpenAI server (`bench.fake_openai`), the local
 gateway exactly as `make run` starts it (`python -m llm_gateway.local`: embedded moto + uvicorn,
 on free ports) with a catalog whose `openai` provider points at the fake, and this client.
-Two gateways run side by side: **as shipped** (each request's usage record is a `PutItem` on the
-embedded moto, synchronously, as on Lambda) and **usage sink in memory** (`bench._gateway
---usage-sink memory`: the same process with the usage write swapped for a no-op, i.e. the
-gateway's own cost). Sequential requests rotate between the fake directly and the same request
-through each gateway (`openai::gpt-4o-mini`), each on its own keep-alive `httpx` client, so drift
-hits all alike. Overhead = gateway latency − direct latency, per pair and as the difference of the
-distributions.
+Sequential pairs: the fake directly, then the same request through the gateway
+(`openai::gpt-4o-mini`), each on its own keep-alive `httpx` client, so drift hits both alike.
+Overhead = gateway latency − direct latency, per pair and as the difference of the distributions;
+reported as shipped and without the AWS calls: `bench._gateway` adds to each response the time
+its botocore calls kept the request waiting (`x-bench-aws-ms`; on the local server that is the
+embedded moto's emulation of the governance counters, the usage record and the audit event),
+which is subtracted per request to give the gateway's own cost.
 
 Target: P99 overhead ≤ 5 ms (LiteLLM's proxy adds ~20 ms P99 on the same fake on this machine kind).
 """
@@ -34,6 +34,8 @@ from bench.fake_openai import FakeOpenAIProcess
 TARGET_P99_MS = 5.0
 PAIRS = int(os.environ.get("BENCH_E2E_N", "2000"))
 WARMUP = int(os.environ.get("BENCH_E2E_WARMUP", "200"))
+# the measured rounds stop early after this long (a busy machine); the section reports the real n
+BUDGET_S = float(os.environ.get("BENCH_E2E_BUDGET_S", "45"))
 MODEL = "openai::gpt-4o-mini"
 
 
@@ -141,10 +143,6 @@ def openai_body() -> dict[str, Any]:
     }
 
 
-VARIANTS = (("shipped", "dynamodb"), ("sink", "memory"))
-LABELS = {"shipped": "as shipped (usage `PutItem` on embedded moto)", "sink": "usage sink in memory (gateway's own cost)"}
-
-
 def measure(pairs: int = PAIRS, warmup: int = WARMUP) -> dict[str, Any]:
     import httpx
 
@@ -160,81 +158,92 @@ def measure(pairs: int = PAIRS, warmup: int = WARMUP) -> dict[str, Any]:
     with ExitStack() as stack:
         fake = stack.enter_context(FakeOpenAIProcess())
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
-        catalog = write_catalog(fake.url, tmp)
-        gateways = {name: stack.enter_context(local_gateway(catalog, sink)) for name, sink in VARIANTS}
-        urls = {name: gw.url + "/chat/completions" for name, gw in gateways.items()}
-        clients = {name: stack.enter_context(httpx.Client(trust_env=False, timeout=10)) for name, _ in VARIANTS}
-        direct = stack.enter_context(httpx.Client(trust_env=False, timeout=10))
-        direct_chat = fake.url + "/v1/chat/completions"
-        for name, _ in VARIANTS:
-            first = clients[name].post(urls[name], content=gw_payload, headers=gw_headers)
-            if first.status_code != 200 or first.json().get("provider") != "openai":
-                raise RuntimeError(f"gateway ({name}) answered {first.status_code}: {first.text[:500]}")
+        gateway = stack.enter_context(local_gateway(write_catalog(fake.url, tmp)))
+        gw = stack.enter_context(httpx.Client(trust_env=False, timeout=30))
+        direct = stack.enter_context(httpx.Client(trust_env=False, timeout=30))
+        gw_chat, direct_chat = gateway.url + "/chat/completions", fake.url + "/v1/chat/completions"
+        first = gw.post(gw_chat, content=gw_payload, headers=gw_headers)
+        if first.status_code != 200 or first.json().get("provider") != "openai":
+            raise RuntimeError(f"gateway answered {first.status_code}: {first.text[:500]}")
         perf = time.perf_counter_ns
         d_ms: list[float] = []
-        g_ms: dict[str, list[float]] = {name: [] for name, _ in VARIANTS}
+        g_ms: list[float] = []
+        aws_ms: list[float] = []
+        calls: list[int] = []
         gc.collect()
-        cpu_start: dict[str, float] = {}
+        cpu_start = 0.0
+        deadline = float("inf")
         for i in range(warmup + pairs):
             if i == warmup:
-                cpu_start = {name: gw.cpu_seconds() for name, gw in gateways.items()}
+                cpu_start = gateway.cpu_seconds()
+                deadline = time.monotonic() + BUDGET_S
+            elif i > warmup and time.monotonic() > deadline:
+                break
             t0 = perf()
-            r = direct.post(direct_chat, content=direct_payload, headers=direct_headers)
+            r1 = direct.post(direct_chat, content=direct_payload, headers=direct_headers)
             t1 = perf()
-            if r.status_code != 200:
-                raise RuntimeError(f"direct request failed: {r.status_code}")
+            r2 = gw.post(gw_chat, content=gw_payload, headers=gw_headers)
+            t2 = perf()
+            if r1.status_code != 200 or r2.status_code != 200:
+                raise RuntimeError(f"request failed: direct {r1.status_code}, gateway {r2.status_code} {r2.text[:300]}")
             if i >= warmup:
                 d_ms.append((t1 - t0) / 1e6)
-            for name, _ in VARIANTS:
-                t0 = perf()
-                r = clients[name].post(urls[name], content=gw_payload, headers=gw_headers)
-                t1 = perf()
-                if r.status_code != 200:
-                    raise RuntimeError(f"gateway ({name}) request failed: {r.status_code} {r.text[:300]}")
-                if i >= warmup:
-                    g_ms[name].append((t1 - t0) / 1e6)
-        cpu_ms = {name: (gw.cpu_seconds() - cpu_start[name]) * 1000 / pairs for name, gw in gateways.items()}
-    d = summary(d_ms)
-    out: dict[str, Any] = {"pairs": pairs, "warmup": warmup, "direct": d, "variants": {}}
-    for name, _ in VARIANTS:
-        g = summary(g_ms[name])
-        out["variants"][name] = {
-            "gateway": g,
-            "pair_diff": summary([a - b for a, b in zip(g_ms[name], d_ms)]),
-            "dist_diff": {k: g[k] - d[k] for k in ("p50", "p90", "p99", "mean")},
-            "cpu_ms": cpu_ms[name],
-        }
-    return out
+                g_ms.append((t2 - t1) / 1e6)
+                aws_ms.append(float(r2.headers.get("x-bench-aws-ms", "0")))
+                calls.append(int(r2.headers.get("x-bench-aws-calls", "0")))
+        n = len(d_ms)
+        cpu_ms = (gateway.cpu_seconds() - cpu_start) * 1000 / max(1, n)
+    own = [g - a for g, a in zip(g_ms, aws_ms)]
+    d, g, o = summary(d_ms), summary(g_ms), summary(own)
+    return {
+        "pairs": n, "warmup": warmup, "direct": d, "gateway": g, "aws": summary(aws_ms), "gateway_own": o,
+        "calls": sum(calls) / max(1, n), "cpu_ms": cpu_ms,
+        "pair_diff": summary([a - b for a, b in zip(g_ms, d_ms)]),
+        "pair_diff_own": summary([a - b for a, b in zip(own, d_ms)]),
+        "dist_diff": {k: g[k] - d[k] for k in ("p50", "p90", "p99", "mean")},
+        "dist_diff_own": {k: o[k] - d[k] for k in ("p50", "p90", "p99", "mean")},
+    }
 
 
 def render(r: dict[str, Any]) -> str:
-    d = r["direct"]
-    rows = [["direct to the fake", ms(d["p50"]), ms(d["p90"]), ms(d["p99"]), ms(d["mean"]), ms(d["max"])]]
-    verdicts = []
-    for name, _ in VARIANTS:
-        v = r["variants"][name]
-        g, x, dd = v["gateway"], v["pair_diff"], v["dist_diff"]
-        label = LABELS[name]
-        rows += [
-            [f"through the gateway — {label}", ms(g["p50"]), ms(g["p90"]), ms(g["p99"]), ms(g["mean"]), ms(g["max"])],
-            ["  overhead: difference of distributions", ms(dd["p50"]), ms(dd["p90"]), ms(dd["p99"]), ms(dd["mean"]), ""],
-            ["  overhead: per-pair difference", ms(x["p50"]), ms(x["p90"]), ms(x["p99"]), ms(x["mean"]), ms(x["max"])],
-        ]
-        p99 = max(dd["p99"], x["p99"])
-        v["overhead_p99"] = p99
-        verdicts.append(f"- {label}: **{ms(p99)} ms** — {verdict(p99 <= TARGET_P99_MS)} "
-                        f"(gateway process CPU: {ms(v['cpu_ms'], 2)} ms per request)")
+    def row(label: str, x: dict[str, float], with_max: bool = True) -> list[str]:
+        return [label, ms(x["p50"]), ms(x["p90"]), ms(x["p99"]), ms(x["mean"]), ms(x["max"]) if with_max else ""]
+
+    rows = [
+        row("direct to the fake", r["direct"]),
+        row("through the local gateway (as shipped)", r["gateway"]),
+        row(f"  of which AWS calls (embedded moto; {r['calls']:.1f} calls per request)", r["aws"]),
+        row("**overhead**: per-pair difference", r["pair_diff"]),
+        row("  overhead: difference of distributions", r["dist_diff"], with_max=False),
+        row("**overhead without the AWS calls**: per-pair difference", r["pair_diff_own"]),
+        row("  overhead without the AWS calls: difference of distributions", r["dist_diff_own"], with_max=False),
+    ]
+    p99 = max(r["pair_diff"]["p99"], r["dist_diff"]["p99"])
+    p99_own = max(r["pair_diff_own"]["p99"], r["dist_diff_own"]["p99"])
+    notes = []
+    try:
+        if os.getloadavg()[0] > (os.cpu_count() or 1):
+            notes.append("The machine was busy (1-min load average above its CPU count): wall-clock tails include "
+                         "time other processes held the CPU.")
+    except OSError:
+        pass
     return "\n".join([
         "## End-to-end overhead (local server, fake OpenAI-wire provider on loopback)",
         "",
-        f"`python -m llm_gateway.local` (embedded moto + uvicorn, started through `bench._gateway`) with `{MODEL}` "
-        f"pointed at a raw-asyncio fake OpenAI server; {r['pairs']} sequential rounds (direct, then through each "
-        f"gateway) after {r['warmup']} warm-up, keep-alive `httpx` clients. Machine: {machine()}.",
+        f"`python -m llm_gateway.local` (embedded moto + uvicorn, started through `bench._gateway`, which times the "
+        f"AWS calls of each request) with `{MODEL}` pointed at a raw-asyncio fake OpenAI server; {r['pairs']} sequential "
+        f"pairs (the fake directly, then through the gateway) after {r['warmup']} warm-up, keep-alive `httpx` clients. "
+        f"Machine: {machine()}.",
         "",
         table(["ms per request", "P50", "P90", "P99", "mean", "max"], rows),
         "",
-        f"Target P99 overhead ≤ {TARGET_P99_MS:g} ms (LiteLLM proxy ≈ 20 ms); the larger of the two P99 figures:",
-        *verdicts,
+        f"Gateway process CPU: {ms(r['cpu_ms'], 2)} ms per request (moto's emulation included).",
+        *notes,
+        "",
+        f"Target P99 overhead ≤ {TARGET_P99_MS:g} ms (LiteLLM proxy ≈ 20 ms), the larger of the two P99 figures: "
+        f"as shipped **{ms(p99)} ms** — {verdict(p99 <= TARGET_P99_MS)}; without the AWS calls (the gateway's own "
+        f"cost) **{ms(p99_own)} ms** — {verdict(p99_own <= TARGET_P99_MS)}. The AWS time is moto's in-process "
+        "emulation (governance counters, usage record, audit event), not DynamoDB latency.",
         "",
     ])
 
