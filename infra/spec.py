@@ -103,6 +103,14 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         routes=(("POST", "/embeddings"),),
         tables=REQUEST_TABLES,
     ),
+    FunctionSpec(
+        family="compat",
+        description="LLM Gateway OpenAI- and Anthropic-compatible front doors: /openai/v1/*, /anthropic/v1/*",
+        routes=(("POST", "/openai/{proxy+}"), ("GET", "/openai/{proxy+}"), ("POST", "/anthropic/{proxy+}"),
+                ("GET", "/anthropic/{proxy+}")),
+        tables=CHAT_TABLES,
+        bucket=READ_WRITE,  # transcription uploads, generated media read back (b64_json, speech)
+    ),
 )
 
 # True streaming: an ASGI app under the Lambda Web Adapter behind a Function URL.
