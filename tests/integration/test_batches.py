@@ -94,6 +94,10 @@ def test_openai_batch_of_20_reports_progress_then_completes_with_every_result(jo
 
     recorded = [r for r in UsageStore().list_for_tenant(DEV_TENANT) if r.get("batch_id") == batch["id"]]
     assert len(recorded) == 20 and {r["route"] for r in recorded} == {"batches"}
+    from llm_gateway.stores.budgets import BudgetStore, budget_key, period_window
+
+    key = budget_key(DEV_TENANT, period_window("monthly", time.time())[0])
+    assert BudgetStore().spent([key])[key] == pytest.approx(20 * full / 2)  # charged at the batch price
     assert wait_for(lambda: execution_status(batch["id"]), lambda s: s != "RUNNING", timeout=5) == "SUCCEEDED"
 
 

@@ -168,6 +168,26 @@ def test_async_video_job_polls_the_provider_until_done(jobs_api, use_catalog):
     assert json.loads(JobStore().get(resp.json()["id"])["handle"])["polls"] >= 1
 
 
+def test_video_costs_count_against_the_tenant_budget_on_both_paths(jobs_api, use_catalog, monkeypatch):
+    from llm_gateway.stores.budgets import BudgetStore, budget_key, period_window
+
+    key = budget_key(DEV_TENANT, period_window("monthly", time.time())[0])
+
+    def spent() -> float:
+        return BudgetStore().spent([key]).get(key, 0.0)
+
+    video_catalog(use_catalog, generation_s=1.2)
+    before = spent()
+    job = jobs_api.call("POST", "/jobs", json_body={"model": "mock::video-gen", "messages": [user("a")], "media": {"duration": 4}})
+    done = finished(jobs_api, job.json()["id"])  # polled by the workflow: charged when it finished
+    assert spent() - before == pytest.approx(done["result"]["usage"]["cost_estimate"]) and done["result"]["usage"]["cost_estimate"] > 0
+    video_catalog(use_catalog, generation_s=0.1)
+    before = spent()
+    sync = jobs_api.chat({"model": "mock::video-gen", "messages": [user("b")], "media": {"duration": 2}})
+    assert sync.status == 200
+    assert spent() - before == pytest.approx(sync.json()["usage"]["cost_estimate"])
+
+
 # ---------------------------------------------------------------- cancel
 
 

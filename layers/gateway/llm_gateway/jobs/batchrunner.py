@@ -32,6 +32,7 @@ from llm_gateway.api.render import response_body
 from llm_gateway.config import settings
 from llm_gateway.jobs.backends import CANCELLED, EXPIRED, BatchBackend, BatchProgress, backend_for
 from llm_gateway.jobs.common import ACTIVE_BATCH, TERMINAL_BATCH, backoff, dumps, error_info, iso, now, principal_of, step_result
+from llm_gateway.jobs.jobrunner import charge_budgets_on_report
 from llm_gateway.observability import logger
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.providers.base import ProviderCall
@@ -288,6 +289,7 @@ class BatchRunner:
                              finish_reason=result.finish_reason, usage=result.usage, cost=cost, fallback_used=False,
                              parsed=parsed)
         body["usage"]["batch"] = True
+        charge_budgets_on_report(ctx)
         self.usage.report(ctx)
         return body
 

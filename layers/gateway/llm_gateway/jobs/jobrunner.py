@@ -239,6 +239,7 @@ class JobRunner:
         )
         if media:
             body["media"] = media
+        charge_budgets_on_report(ctx)
         self.usage.report(ctx)
         self.complete_item(item, self.unsign_media(body))
         return body if presign else self.unsign_media(body)
@@ -335,6 +336,35 @@ class JobRunner:
                     body["result_url"] = self.store.blobs.presign(item["result_key"], PRESIGN_S)
                     body["result_url_expires_at"] = iso(now() + PRESIGN_S)
         return body
+
+
+def charge_budgets_on_report(ctx: RequestContext) -> None:
+    """Work that finishes in another invocation than it was admitted in (a provider task polled
+    by the workflow, a provider batch's results) still counts against the tenant's budgets: give
+    its context the budget part of an admission, so `UsageReporter.report` charges the cost
+    (rate limits were counted when the work was admitted, or — provider batches — not at all)."""
+    if "admission" in ctx.attributes:
+        return
+    from llm_gateway.pipeline.governance import Admission, BudgetRef, get_governance
+    from llm_gateway.stores.budgets import budget_key, period_window
+
+    governance = get_governance()
+    if not governance.enabled:
+        return
+    try:
+        config = governance.tenant_for(ctx)
+    except GatewayError:
+        return
+    t = now()
+    refs = []
+    for b in config.budgets_for(ctx.user_id):
+        period_key, resets_at = period_window(b.period, t)
+        refs.append(BudgetRef(b, budget_key(ctx.tenant_id, period_key, None if b.scope == "tenant" else ctx.user_id), resets_at))
+    if refs:
+        usage = ctx.usage
+        tokens = (usage.input_tokens + usage.output_tokens) if usage is not None else 0
+        ctx.attributes["admission"] = Admission(0, [], tokens, refs)
+        ctx.attributes.setdefault("post_call", []).append(lambda: governance.settle_tasks(ctx))
 
 
 def timeout_info(limit_s: int) -> dict[str, str]:

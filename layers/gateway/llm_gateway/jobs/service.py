@@ -186,25 +186,33 @@ class JobService:
         runner = self.runner
         adapter = runner.adapter(model)
         request = runner.governance.before_call(ctx, request)  # limits, budget, hooks (as a sync call)
-        call = runner.call_for(ctx, request, model)
-        adapter.check(call)
-        started = time.monotonic()
-        handle = adapter.start_async(call)  # a refusal here is the request's answer; no job was made
+        ctx.request = request
+        try:
+            call = runner.call_for(ctx, request, model)
+            adapter.check(call)
+            started = time.monotonic()
+            handle = adapter.start_async(call)  # a refusal here is the request's answer; no job was made
+        except GatewayError as exc:
+            ctx.outcome, ctx.error_code = "error", exc.code
+            runner.usage.report(ctx)  # settles what governance admitted
+            raise
         item = self._new_item(ctx, request, model, "running")
         item.update(async_task=True, handle=dumps(handle), attempt=0, started_at=item["created_at"])
         self.store.create(item)
         item["handle"] = handle
+        ctx.attributes.setdefault("usage_record", {})["job_id"] = item["job_id"]
         limit = s.sync_poll_limit_s
         interval = max(0.01, s.sync_poll_interval_s)
-        job_ctx = runner.context(item, request)
         while True:
             try:
                 done, result = adapter.poll_async(call, handle)
             except GatewayError as exc:
                 runner.fail_item(item, error_info(exc))
+                ctx.outcome, ctx.error_code = "error", exc.code
+                runner.usage.report(ctx)
                 raise
             if done and result is not None:
-                body = runner.finish_async(item, job_ctx, model, result, presign=True)
+                body = runner.finish_async(item, ctx, model, result, presign=True)
                 headers = {**ctx.response_headers, "x-request-id": ctx.request_id, "x-llmgw-job-id": item["job_id"],
                            "x-llmgw-provider": model.provider.id, "x-llmgw-model": model.id}
                 return HttpResponse.json(200, body, headers)
