@@ -26,13 +26,11 @@ max_tokens / tool_use / refusal; `usage.input_tokens` excludes cache reads and w
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any, Mapping
 
 from llm_gateway.api.errors import GatewayError
-from llm_gateway.api.render import dumps
-from llm_gateway.compat.common import BODY_EXTENSIONS, apply_extensions, frame_events, invalid
+from llm_gateway.compat.common import BODY_EXTENSIONS, apply_extensions, dumps, frame_events, invalid, loads
 
 # ---------------------------------------------------------------- errors
 
@@ -199,10 +197,13 @@ def _messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         role = m.get("role") if isinstance(m, dict) else None
         if role not in ("user", "assistant"):
             raise invalid(f"{where}.role: Input should be 'user' or 'assistant'", f"{where}.role")
-        parts = _blocks(m.get("content"), f"{where}.content", role)
-        results = [p for p in parts if p["type"] == "tool_result"]
-        if results:
-            out.append({"role": "tool", "content": results})
+        content = m.get("content")
+        if type(content) is str:  # the common case: one text block
+            out.append({"role": role, "content": [{"type": "text", "text": content}]})
+            continue
+        parts = _blocks(content, f"{where}.content", role)
+        if role == "user" and any(p["type"] == "tool_result" for p in parts):
+            out.append({"role": "tool", "content": [p for p in parts if p["type"] == "tool_result"]})
             parts = [p for p in parts if p["type"] != "tool_result"]
             if not parts:
                 continue
@@ -343,13 +344,13 @@ def message_stream(frames: Iterator[str]) -> Iterator[str]:
         for frame in frames:
             for event, data in frame_events(frame):
                 if event == "error":
-                    _, err = error_object(json.loads(data))
+                    _, err = error_object(loads(data))
                     err.pop("request_id", None)
                     yield _event("error", dumps(err))
                     continue
                 if data == "[DONE]":
                     continue
-                chunk = json.loads(data)
+                chunk = loads(data)
                 delta = chunk.get("delta") or {}
                 if "role" in delta:
                     message = {"id": chunk.get("id"), "type": "message", "role": "assistant", "model": chunk.get("model"),

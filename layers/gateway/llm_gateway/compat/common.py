@@ -18,12 +18,13 @@ the OpenAI SDK's `extra_body`); a header wins over the body.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from pydantic_core import from_json, to_json
+
 from llm_gateway.api.errors import GatewayError
-from llm_gateway.api.render import dumps
+from llm_gateway.api.parse import check_body
 from llm_gateway.service.http import HttpRequest
 
 EXT_PREFIX = "x-llmgw-"
@@ -34,6 +35,27 @@ TOTAL = "x-llmgw-timeout-total-ms"
 CONVERSATION = "x-llmgw-conversation-id"
 # native extension fields a door body may carry as they are (OpenAI SDK: `extra_body`)
 BODY_EXTENSIONS = ("fallback", "timeout", "media")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON (pydantic-core's encoder: several times faster than `json.dumps` here)."""
+    return to_json(value).decode("utf-8")
+
+
+def loads(data: str | bytes) -> Any:
+    return from_json(data)
+
+
+def parse_body(body: bytes | str | None, content_type: str | None) -> dict[str, Any]:
+    """A door's JSON body: size and content type checked, decoded, an object."""
+    raw = check_body(body, content_type)
+    try:
+        value = from_json(raw)
+    except ValueError as exc:
+        raise GatewayError("invalid_json", f"The body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise invalid("The body must be a JSON object.")
+    return value
 
 
 def invalid(message: str, param: str | None = None) -> GatewayError:
@@ -87,7 +109,7 @@ def native_request(req: HttpRequest, native: dict[str, Any], path: str = "/chat/
     headers = dict(req.headers)
     headers["content-type"] = "application/json"
     headers.pop("content-length", None)
-    return HttpRequest(method="POST", path=path, headers=headers, body=dumps(native).encode("utf-8"), query={},
+    return HttpRequest(method="POST", path=path, headers=headers, body=to_json(native), query={},
                        authorizer=req.authorizer, request_id=req.request_id, source_ip=req.source_ip)
 
 
@@ -113,7 +135,7 @@ def frame_events(frame: str) -> list[tuple[str | None, str]]:
 def problem_of(body: str | bytes) -> dict[str, Any]:
     """A native problem body (never fails: an unreadable one becomes an internal error)."""
     try:
-        value = json.loads(body)
+        value = from_json(body)
     except ValueError:
         value = None
     if not isinstance(value, dict):

@@ -30,15 +30,13 @@ Native → OpenAI: `chat.completion` (one choice), `chat.completion.chunk` frame
 from __future__ import annotations
 
 import base64
-import json
 import math
 import time
 from collections.abc import Iterator
 from typing import Any, Mapping
 
 from llm_gateway.api.errors import GatewayError
-from llm_gateway.api.render import dumps
-from llm_gateway.compat.common import BODY_EXTENSIONS, apply_extensions, frame_events, invalid
+from llm_gateway.compat.common import BODY_EXTENSIONS, apply_extensions, dumps, frame_events, invalid, loads
 
 # ---------------------------------------------------------------- errors
 
@@ -184,7 +182,7 @@ def _tool_calls(calls: Any, where: str) -> list[dict[str, Any]]:
             raise invalid(f"{where}[{k}] must be a function call with a name.", f"{where}[{k}].function")
         raw = fn.get("arguments") or "{}"
         try:
-            args = json.loads(raw) if isinstance(raw, str) else raw
+            args = loads(raw) if isinstance(raw, str) else raw
         except ValueError:
             raise invalid(f"{where}[{k}].function.arguments is not valid JSON.", f"{where}[{k}].function.arguments") from None
         if not isinstance(args, dict):
@@ -380,13 +378,13 @@ def chat_stream(frames: Iterator[str], include_usage: bool) -> Iterator[str]:
         for frame in frames:
             for event, data in frame_events(frame):
                 if event == "error":
-                    _, err = error_object(json.loads(data))
+                    _, err = error_object(loads(data))
                     yield f"event: error\ndata: {dumps(err)}\n\n"
                     continue
                 if data == "[DONE]":
                     yield "data: [DONE]\n\n"
                     continue
-                chunk = json.loads(data)
+                chunk = loads(data)
                 if not head:
                     head = '{"id":' + dumps(chunk.get("id")) + ',"object":"chat.completion.chunk","created":' + str(created) + \
                            ',"model":' + dumps(chunk.get("model")) + ',"choices":'
@@ -562,10 +560,10 @@ def speech_audio(frames: Iterator[str]) -> tuple[bytes, str | None, dict[str, An
     for frame in frames:
         for event, data in frame_events(frame):
             if event == "error":
-                return b"", fmt, json.loads(data)
+                return b"", fmt, loads(data)
             if data == "[DONE]":
                 continue
-            audio = (json.loads(data).get("delta") or {}).get("audio")
+            audio = (loads(data).get("delta") or {}).get("audio")
             if audio and audio.get("data"):
                 pieces.append(base64.b64decode(audio["data"]))
                 fmt = audio.get("format") or fmt

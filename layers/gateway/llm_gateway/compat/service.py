@@ -14,17 +14,14 @@ chat path does for early failures — an authenticated one is reported (usage/au
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from llm_gateway import resets
 from llm_gateway.api.errors import GatewayError
-from llm_gateway.api.parse import check_body, parse_json_object
-from llm_gateway.api.render import dumps
 from llm_gateway.compat import anthropic as an
 from llm_gateway.compat import openai as oa
-from llm_gateway.compat.common import invalid, native_request, parse_multipart, passthrough_headers, problem_of
+from llm_gateway.compat.common import dumps, invalid, loads, native_request, parse_body, parse_multipart, passthrough_headers, problem_of
 from llm_gateway.pipeline.auth import Authenticator, require_scope
 from llm_gateway.pipeline.context import RequestContext, new_request_id
 from llm_gateway.service.http import HttpRequest, HttpResponse
@@ -107,7 +104,7 @@ class CompatService:
     # ------------------------------------------------------------ shared
 
     def _body(self, req: HttpRequest) -> dict[str, Any]:
-        return parse_json_object(check_body(req.body, req.headers.get("content-type")))
+        return parse_body(req.body, req.headers.get("content-type"))
 
     def _authenticate(self, req: HttpRequest, route: str) -> Any:
         principal = self.auth.authenticate(req.headers, req.authorizer)
@@ -137,7 +134,7 @@ class CompatService:
             return door_error(door, problem_of(resp.buffered_body()), resp.headers, rid)
         if resp.status != 200 or resp.stream is not None:
             return resp  # 202 with a job (a long-running model): the native job body, documented
-        native = json.loads(resp.body)
+        native = loads(resp.body)
         headers = _headers(door, resp.headers, rid)
         cost = (native.get("usage") or {}).get("cost_estimate") if isinstance(native, dict) else None
         if cost is not None:
@@ -198,7 +195,7 @@ class CompatService:
         resp = self.chat.list_models(req)
         if resp.status != 200:
             return self._translate(OPENAI, resp, oa.models_response, rid)
-        for m in json.loads(resp.body).get("data") or ():
+        for m in loads(resp.body).get("data") or ():
             if model_id == m["id"] or model_id in (m.get("aliases") or ()):
                 return HttpResponse(200, {"Content-Type": JSON, **_headers(OPENAI, resp.headers, rid)}, dumps(oa.model_object(m)))
         err = GatewayError("model_not_found", f"The model '{model_id[:200]}' does not exist or you do not have access to it.")
@@ -250,7 +247,7 @@ class CompatService:
                     return door_error(OPENAI, problem, resp.headers, rid)
                 media_type = oa.SPEECH_TYPES.get(fmt or "", "application/octet-stream")
             else:
-                body = json.loads(resp.body)
+                body = loads(resp.body)
                 parts = [p for p in body.get("content") or () if p.get("type") == "audio"]
                 if not parts:
                     raise GatewayError("provider_error", "The model returned no audio.")
@@ -299,7 +296,7 @@ class CompatService:
         resp = self.chat.chat_completions(native_request(req, native))
         if resp.status != 200 or resp.stream is not None:
             return self._translate(OPENAI, resp, lambda b: b, rid)
-        content_type, body = oa.transcription_response(json.loads(resp.body), fmt, fields.get("language"))
+        content_type, body = oa.transcription_response(loads(resp.body), fmt, fields.get("language"))
         headers = _headers(OPENAI, resp.headers, rid)
         text = body if isinstance(body, str) else dumps(body)
         return HttpResponse(200, {"Content-Type": content_type, **headers}, text)
