@@ -25,6 +25,7 @@ MODELS_PREFIX = "/openai/v1/models/"
 ROUTES = {
     "/openai/v1/chat/completions": "POST", "/openai/v1/embeddings": "POST", "/openai/v1/images/generations": "POST",
     "/openai/v1/audio/transcriptions": "POST", "/openai/v1/audio/speech": "POST", "/openai/v1/models": "GET",
+    "/openai/v1/files": "POST", "/openai/v1/batches": "POST",
     "/anthropic/v1/messages": "POST", "/anthropic/v1/messages/count_tokens": "POST", "/anthropic/v1/models": "GET",
 }
 
@@ -69,6 +70,36 @@ def openai_models():
 @app.get("/openai/v1/models/<model_id>")
 def openai_model(model_id: str):
     return to_powertools(compat_service().openai_model(_request(), unquote(model_id)))
+
+
+@app.post("/openai/v1/files")
+def openai_file_create():
+    return to_powertools(compat_service().openai_file_create(_request()))
+
+
+@app.get("/openai/v1/files/<file_id>")
+def openai_file_get(file_id: str):
+    return to_powertools(compat_service().openai_file_get(_request(), file_id))
+
+
+@app.get("/openai/v1/files/<file_id>/content")
+def openai_file_content(file_id: str):
+    return to_powertools(compat_service().openai_file_content(_request(), file_id))
+
+
+@app.post("/openai/v1/batches")
+def openai_batch_create():
+    return to_powertools(compat_service().openai_batch_create(_request()))
+
+
+@app.get("/openai/v1/batches/<batch_id>")
+def openai_batch_get(batch_id: str):
+    return to_powertools(compat_service().openai_batch_get(_request(), batch_id))
+
+
+@app.post("/openai/v1/batches/<batch_id>/cancel")
+def openai_batch_cancel(batch_id: str):
+    return to_powertools(compat_service().openai_batch_cancel(_request(), batch_id))
 
 
 # ---------------------------------------------------------------- /anthropic/v1

@@ -81,6 +81,9 @@ def servers(tmp_path_factory):
     from tests.conftest import reset_process_state
 
     saved = dict(os.environ)
+    from tests.jobs_support import FAST_POLLS
+
+    os.environ.update(FAST_POLLS)  # batches: moto's Wait states really wait
     with FakeUpstream() as fake:
         catalog = json.loads(Path(DEFAULT_CATALOG).read_text())
         provider, models = fake.catalog(["chat", "stream", "tools"])
@@ -302,6 +305,40 @@ def test_openai_models(oai):
     assert oai.models.retrieve("mock").id == "mock::echo"  # aliases resolve
     with pytest.raises(openai.NotFoundError):
         oai.models.retrieve("nope::nothing")
+
+
+def test_openai_batch_through_files(oai, upstream):
+    lines = [{"custom_id": f"q-{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "mock::echo", "messages": [{"role": "user", "content": f"question {i}"}], "max_tokens": 50}}
+             for i in range(3)]
+    lines.append({"custom_id": "bad", "method": "POST", "url": "/v1/chat/completions",
+                  "body": {"model": UPSTREAM, "messages": [{"role": "user", "content": "x"}]}})
+    upstream.enqueue("POST", "/v1/chat/completions", Reply(400, json={"error": {"message": "bad input", "type": "invalid_request_error"}}))
+    upload = oai.files.create(file=("batch.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode()), purpose="batch")
+    assert upload.id.startswith("file-") and upload.purpose == "batch" and upload.bytes > 0
+    assert oai.files.retrieve(upload.id).bytes == upload.bytes
+    batch = oai.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h",
+                               metadata={"job": "nightly"})
+    assert batch.object == "batch" and batch.input_file_id == upload.id and batch.metadata == {"job": "nightly"}
+    assert batch.request_counts.total == 4
+    deadline = time.monotonic() + 60
+    while batch.status not in ("completed", "failed", "cancelled", "expired"):
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.5)
+        batch = oai.batches.retrieve(batch.id)
+    assert batch.status == "completed" and batch.request_counts.completed == 3 and batch.request_counts.failed == 1
+    answers = [json.loads(line) for line in oai.files.content(batch.output_file_id).text.splitlines()]
+    by_id = {a["custom_id"]: a for a in answers}
+    for i in range(3):
+        body = by_id[f"q-{i}"]["response"]["body"]
+        assert by_id[f"q-{i}"]["response"]["status_code"] == 200 and body["object"] == "chat.completion"
+        assert body["choices"][0]["message"]["content"] == f"You said: question {i}"
+    assert set(by_id) == {"q-0", "q-1", "q-2"}
+    failed = [json.loads(line) for line in oai.files.content(batch.error_file_id).text.splitlines()]
+    assert [f["custom_id"] for f in failed] == ["bad"] and failed[0]["response"]["status_code"] >= 400
+    assert failed[0]["response"]["body"]["error"]["message"]
+    with pytest.raises(openai.NotFoundError):
+        oai.files.retrieve("file-" + "bm9wZS5qc29ubA")
 
 
 def test_openai_errors(oai, base_url):

@@ -321,3 +321,39 @@ def test_multipart_reader():
     with pytest.raises(GatewayError) as err:
         parse_multipart(body, "application/json")
     assert err.value.code == "unsupported_media_type"
+
+
+# ---------------------------------------------------------------- OpenAI files and batches
+
+
+def test_file_ids_name_only_the_callers_tenant_uploads():
+    fid = oa.file_id("2026/01/02/abc.jsonl")
+    assert oa.file_key(fid, "t1") == "tenants/t1/2026/01/02/abc.jsonl"
+    assert oa.file_key(fid, "t2") == "tenants/t2/2026/01/02/abc.jsonl"  # another tenant reads its own prefix: not found
+    assert oa.file_key(oa.file_id("../t2/x.jsonl"), "t1") is None and oa.file_key("file-batchout-batch_x", "t1") is None
+    assert oa.file_key("nope", "t1") is None
+
+
+def test_batch_input_lines_and_batch_objects():
+    data = (json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+                        "body": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}}) + "\n\n").encode()
+    assert oa.batch_requests(data, {}) == [{"custom_id": "a", "request": {"model": "m", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]}]}}]
+    for bad in (b"{oops\n", json.dumps({"custom_id": "a", "url": "/v1/embeddings", "body": {}}).encode(), b""):
+        with pytest.raises(GatewayError):
+            oa.batch_requests(bad, {})
+    native = {"id": "batch_1", "status": "completed", "created_at": "2026-01-01T00:00:00+00:00", "expires_at": "2026-01-02T00:00:00+00:00",
+              "request_counts": {"total": 2, "completed": 1, "failed": 1, "pending": 0},
+              "metadata": {"job": "x", oa.INPUT_FILE_KEY: "file-abc"},
+              "requests": [{"custom_id": "a", "result": {"id": "gen_1", "model_used": "m", "content": [{"type": "text", "text": "ok"}],
+                                                         "finish_reason": "stop", "usage": {"input_tokens": 1, "output_tokens": 1}}},
+                           {"custom_id": "b", "error": {"code": "provider_error", "message": "boom"}}]}
+    obj = oa.batch_object(native)
+    assert obj["status"] == "completed" and obj["input_file_id"] == "file-abc" and obj["metadata"] == {"job": "x"}
+    assert obj["output_file_id"] == "file-batchout-batch_1" and obj["error_file_id"] == "file-batcherr-batch_1"
+    assert obj["created_at"] == 1767225600 and obj["request_counts"] == {"total": 2, "completed": 1, "failed": 1}
+    out = [json.loads(x) for x in oa.batch_file(native, errors=False).splitlines()]
+    assert out[0]["custom_id"] == "a" and out[0]["response"]["body"]["choices"][0]["message"]["content"] == "ok"
+    err = [json.loads(x) for x in oa.batch_file(native, errors=True).splitlines()]
+    assert err[0]["custom_id"] == "b" and err[0]["response"]["status_code"] == 502
+    assert oa.batch_object({**native, "status": "pending"})["status"] == "validating"

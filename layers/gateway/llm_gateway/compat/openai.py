@@ -626,3 +626,124 @@ def transcription_response(native: Mapping[str, Any], fmt: str, language: str | 
         return "application/json", {"task": "transcribe", "language": language or "unknown", "duration": round(seconds, 3),
                                     "text": text, "segments": [segment], "usage": usage_body}
     return "application/json", {"text": text, "usage": usage_body}
+
+
+# ---------------------------------------------------------------- files and batches
+#
+# Files (`purpose: "batch"` only) are stored under the tenant's upload prefix; a file id is
+# `file-` + the key below `tenants/<tenant>/` (base64url), so it only ever names a file of the
+# caller's own tenant. A batch's results are served as two virtual files, `file-batchout-<batch
+# id>` (the successful answers) and `file-batcherr-<batch id>` (the failed ones), built from the
+# native batch when read. Batches run on the native batches service (`llm_gateway/jobs`); the
+# input file id is kept in the native batch's metadata under `INPUT_FILE_KEY`.
+
+BATCH_ENDPOINT = "/v1/chat/completions"
+INPUT_FILE_KEY = "llmgw_openai_input_file_id"
+OUTPUT_PREFIX, ERROR_PREFIX = "file-batchout-", "file-batcherr-"
+_BATCH_STATUS = {"pending": "validating", "in_progress": "in_progress", "completed": "completed", "failed": "failed",
+                 "cancelled": "cancelled"}
+
+
+def file_id(relative_key: str) -> str:
+    return "file-" + base64.urlsafe_b64encode(relative_key.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def file_key(fid: str, tenant_id: str) -> str | None:
+    """The S3 key a file id names for this tenant (None if it is not an upload id)."""
+    if not fid.startswith("file-") or fid.startswith((OUTPUT_PREFIX, ERROR_PREFIX)):
+        return None
+    raw = fid[5:]
+    try:
+        rel = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not rel or rel.startswith("/") or ".." in rel.split("/"):
+        return None
+    return f"tenants/{tenant_id}/{rel}"
+
+
+def file_object(fid: str, size: int, filename: str, created_at: int, purpose: str = "batch") -> dict[str, Any]:
+    return {"id": fid, "object": "file", "bytes": size, "created_at": created_at, "filename": filename, "purpose": purpose,
+            "status": "processed", "expires_at": None, "status_details": None}
+
+
+def batch_requests(data: bytes, headers: Mapping[str, str]) -> list[dict[str, Any]]:
+    """A batch input file (JSONL of `{custom_id, method, url, body}`) → native batch items."""
+    items = []
+    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"input_file line {n}"
+        try:
+            entry = loads(line)
+        except ValueError:
+            raise invalid(f"{where}: not valid JSON.", "input_file_id") from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("custom_id"), str) or not isinstance(entry.get("body"), dict):
+            raise invalid(f"{where}: each line needs custom_id, method, url and body.", "input_file_id")
+        if entry.get("method", "POST") != "POST" or entry.get("url", BATCH_ENDPOINT) != BATCH_ENDPOINT:
+            raise invalid(f"{where}: only POST {BATCH_ENDPOINT} requests are supported in a batch.", "input_file_id")
+        try:
+            native, stream, _ = chat_request(entry["body"], headers)
+        except GatewayError as exc:
+            exc.detail = f"{where}: {exc.detail}"
+            raise
+        if stream:
+            raise invalid(f"{where}: batch requests cannot stream.", "input_file_id")
+        items.append({"custom_id": entry["custom_id"], "request": native})
+    if not items:
+        raise invalid("The input file has no requests.", "input_file_id")
+    return items
+
+
+def _epoch(iso_time: Any) -> int | None:
+    if not isinstance(iso_time, str):
+        return None
+    import datetime as dt
+
+    try:
+        return int(dt.datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
+
+
+def batch_object(native: Mapping[str, Any]) -> dict[str, Any]:
+    """A native Batch → an OpenAI `batch` object."""
+    counts = native.get("request_counts") or {}
+    metadata = dict(native.get("metadata") or {})
+    input_file = metadata.pop(INPUT_FILE_KEY, None)
+    status = _BATCH_STATUS.get(native.get("status") or "", "in_progress")
+    if status == "cancelled" and counts.get("pending"):
+        status = "cancelling"  # a provider batch still being collected
+    final = status in ("completed", "failed", "cancelled")
+    done, failed = int(counts.get("completed") or 0), int(counts.get("failed") or 0)
+    created = _epoch(native.get("created_at"))
+    error = native.get("error")
+    return {
+        "id": native.get("id"), "object": "batch", "endpoint": BATCH_ENDPOINT,
+        "errors": {"object": "list", "data": [{"code": error.get("code"), "message": error.get("message"), "param": None, "line": None}]}
+        if isinstance(error, dict) else None,
+        "input_file_id": input_file, "completion_window": "24h", "status": status,
+        "output_file_id": OUTPUT_PREFIX + str(native.get("id")) if final and done else None,
+        "error_file_id": ERROR_PREFIX + str(native.get("id")) if final and failed else None,
+        "created_at": created, "in_progress_at": created if status != "validating" else None,
+        "expires_at": _epoch(native.get("expires_at")), "finalizing_at": None, "completed_at": None,
+        "failed_at": None, "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+        "request_counts": {"total": int(counts.get("total") or 0), "completed": done, "failed": failed},
+        "metadata": metadata or None,
+    }
+
+
+def batch_file(native: Mapping[str, Any], errors: bool) -> str:
+    """The JSONL of a batch's answers (`errors`: of its failed requests), OpenAI's output format."""
+    lines = []
+    for i, entry in enumerate(native.get("requests") or ()):
+        rid = f"batch_req_{i}"
+        if errors and entry.get("error"):
+            err = entry["error"]
+            status, body = error_object({"code": err.get("code"), "detail": err.get("message")})
+            lines.append(dumps({"id": rid, "custom_id": entry["custom_id"],
+                                "response": {"status_code": status, "request_id": rid, "body": body}, "error": None}))
+        elif not errors and entry.get("result"):
+            lines.append(dumps({"id": rid, "custom_id": entry["custom_id"],
+                                "response": {"status_code": 200, "request_id": rid, "body": chat_response(entry["result"])}, "error": None}))
+    return "".join(line + "\n" for line in lines)

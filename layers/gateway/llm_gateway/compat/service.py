@@ -301,6 +301,115 @@ class CompatService:
         text = body if isinstance(body, str) else dumps(body)
         return HttpResponse(200, {"Content-Type": content_type, **headers}, text)
 
+    # ------------------------------------------------------------ OpenAI files and batches
+
+    @property
+    def batches(self) -> Any:
+        from llm_gateway.jobs.batch_service import batch_service
+
+        return batch_service()
+
+    def _upload(self, principal: Any, fid: str) -> tuple[bytes, str]:
+        """The bytes and S3 key of an uploaded file of the caller's tenant (`not_found` otherwise)."""
+        from llm_gateway.stores.files import FileStorage
+
+        key = oa.file_key(fid, principal.tenant_id)
+        if key is not None:
+            storage = FileStorage()
+            try:
+                data, _ = storage.read(principal.tenant_id, storage.bucket, key, MAX_MEDIA_READ)
+                return data, key
+            except GatewayError:
+                pass
+        raise GatewayError("not_found", f"No such File object: {fid[:120]}")
+
+    def openai_file_create(self, req: HttpRequest) -> HttpResponse:
+        rid = self._rid(req)
+        try:
+            principal = self._authenticate(req, "batches")
+            form = parse_multipart(req.body, req.headers.get("content-type"))
+            purpose = (form.get("purpose") or [None])[0]
+            upload = (form.get("file") or [None])[0]
+            if purpose is None or purpose.text != "batch":
+                raise invalid("purpose must be 'batch' (the gateway keeps files for the Batch API only).", "purpose")
+            if upload is None or not upload.data:
+                raise invalid("file is required.", "file")
+            from llm_gateway.stores.files import FileStorage
+
+            stored = FileStorage().put(principal.tenant_id, upload.data, "application/jsonl", kind="upload", ext="jsonl")
+        except GatewayError as exc:
+            return _gateway_error(OPENAI, exc, rid)
+        import time
+
+        fid = oa.file_id(stored.key.removeprefix(f"tenants/{principal.tenant_id}/"))
+        body = oa.file_object(fid, len(upload.data), upload.filename or "upload.jsonl", int(time.time()))
+        return HttpResponse(200, {"Content-Type": JSON, "x-request-id": rid}, dumps(body))
+
+    def _file_bytes(self, req: HttpRequest, fid: str) -> tuple[bytes | str, str]:
+        """(content, filename) of an uploaded file or of a batch's output / error file."""
+        principal = self._authenticate(req, "batches")
+        for prefix, errors in ((oa.OUTPUT_PREFIX, False), (oa.ERROR_PREFIX, True)):
+            if fid.startswith(prefix):
+                resp = self.batches.get(req, fid[len(prefix):])
+                if resp.status != 200:
+                    problem = problem_of(resp.buffered_body())
+                    raise GatewayError("not_found", f"No such File object: {fid[:120]} ({problem.get('detail')})")
+                return oa.batch_file(loads(resp.body), errors), f"{fid}.jsonl"
+        data, key = self._upload(principal, fid)
+        return data, key.rsplit("/", 1)[-1]
+
+    def openai_file_get(self, req: HttpRequest, fid: str) -> HttpResponse:
+        rid = self._rid(req)
+        try:
+            content, name = self._file_bytes(req, fid)
+        except GatewayError as exc:
+            return _gateway_error(OPENAI, exc, rid)
+        size = len(content.encode("utf-8") if isinstance(content, str) else content)
+        return HttpResponse(200, {"Content-Type": JSON, "x-request-id": rid}, dumps(oa.file_object(fid, size, name, 0)))
+
+    def openai_file_content(self, req: HttpRequest, fid: str) -> HttpResponse:
+        rid = self._rid(req)
+        try:
+            content, _ = self._file_bytes(req, fid)
+        except GatewayError as exc:
+            return _gateway_error(OPENAI, exc, rid)
+        return HttpResponse(200, {"Content-Type": "application/octet-stream", "x-request-id": rid}, content)  # type: ignore[arg-type]
+
+    def openai_batch_create(self, req: HttpRequest) -> HttpResponse:
+        rid = self._rid(req)
+        try:
+            body = self._body(req)
+            for key in body:
+                if key not in ("input_file_id", "endpoint", "completion_window", "metadata", "output_expires_after"):
+                    raise invalid(f"Unrecognized request argument supplied: {key}", key)
+            fid = body.get("input_file_id")
+            if not isinstance(fid, str) or not fid:
+                raise invalid("input_file_id is required.", "input_file_id")
+            if body.get("endpoint") != oa.BATCH_ENDPOINT:
+                raise invalid(f"endpoint must be {oa.BATCH_ENDPOINT} (the gateway batches chat completions).", "endpoint")
+            if body.get("completion_window", "24h") != "24h":
+                raise invalid("completion_window must be 24h.", "completion_window")
+            metadata = body.get("metadata") or {}
+            if not isinstance(metadata, dict):
+                raise invalid("metadata must be an object of string values.", "metadata")
+            principal = self._authenticate(req, "batches")
+            data, _ = self._upload(principal, fid)
+            native = {"requests": oa.batch_requests(data, req.headers), "metadata": {**metadata, oa.INPUT_FILE_KEY: fid}}
+        except GatewayError as exc:
+            return self._early(OPENAI, req, exc, "batches")
+        resp = self.batches.create(native_request(req, native, "/batches"))
+        if resp.status >= 400:
+            return door_error(OPENAI, problem_of(resp.buffered_body()), resp.headers, rid)
+        return HttpResponse(200, {"Content-Type": JSON, **_headers(OPENAI, resp.headers, rid)}, dumps(oa.batch_object(loads(resp.body))))
+
+    def openai_batch_get(self, req: HttpRequest, batch_id: str) -> HttpResponse:
+        rid = self._rid(req)
+        return self._translate(OPENAI, self.batches.get(req, batch_id), oa.batch_object, rid)
+
+    def openai_batch_cancel(self, req: HttpRequest, batch_id: str) -> HttpResponse:
+        rid = self._rid(req)
+        return self._translate(OPENAI, self.batches.cancel(req, batch_id), oa.batch_object, rid)
+
     # ------------------------------------------------------------ Anthropic
 
     def anthropic_messages(self, req: HttpRequest) -> HttpResponse:
