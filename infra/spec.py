@@ -108,8 +108,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         description="LLM Gateway OpenAI- and Anthropic-compatible front doors: /openai/v1/*, /anthropic/v1/*",
         routes=(("POST", "/openai/{proxy+}"), ("GET", "/openai/{proxy+}"), ("POST", "/anthropic/{proxy+}"),
                 ("GET", "/anthropic/{proxy+}")),
-        tables=CHAT_TABLES,
-        bucket=READ_WRITE,  # transcription uploads, generated media read back (b64_json, speech)
+        tables={**CHAT_TABLES, "batches_table": READ_WRITE},  # /openai/v1/batches runs on the native batches
+        bucket=READ_WRITE,  # transcription and batch-file uploads, generated media read back (b64_json, speech)
     ),
 )
 
