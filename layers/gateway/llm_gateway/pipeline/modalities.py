@@ -190,11 +190,15 @@ class MediaOutputs:
         model = attempt.call.model
         pipeline._answered_by(ctx, plan, model)
         pipeline._trail(ctx, plan)
-        content, media = self.store(ctx.tenant_id, result.content, provider=model.provider.id)
         ctx.usage = result.usage
         ctx.finish_reason = result.finish_reason
-        _note_usage(ctx, modality, result.usage, media)
+        _note_usage(ctx, modality, result.usage, [])
         cost = pipeline.usage.price(ctx)
+        governance = getattr(pipeline, "governance", None)
+        if governance is not None:  # 10: post-response hooks see transcripts / text parts (a block is still charged)
+            result.content = governance.after_response(ctx, result.content)
+        content, media = self.store(ctx.tenant_id, result.content, provider=model.provider.id)
+        _note_usage(ctx, modality, result.usage, media)
         body = response_body(
             response_id="gen_" + ctx.request_id.removeprefix("req_"), model_used=model.id, provider=model.provider.id,
             content=content, tool_calls=[], finish_reason=result.finish_reason, usage=result.usage, cost=cost,
