@@ -30,10 +30,12 @@ DEFAULT_TIMEOUT_S = float(os.environ.get("BENCH_TIMEOUT_S", "150"))
 _CHILD = r"""
 import sys
 from importlib import import_module
-section = import_module(sys.argv[1]).main()
+name, out_path = sys.argv[1], sys.argv[2]
+sys.argv = [name]  # main() sees no command-line arguments of ours
+section = import_module(name).main()
 if not isinstance(section, str):
-    raise TypeError(f"{sys.argv[1]}.main() returned {type(section).__name__}, not a markdown str")
-with open(sys.argv[2], "w", encoding="utf-8") as fh:
+    raise TypeError(f"{name}.main() returned {type(section).__name__}, not a markdown str")
+with open(out_path, "w", encoding="utf-8") as fh:
     fh.write(section.strip() + "\n")
 """
 
