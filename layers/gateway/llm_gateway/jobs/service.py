@@ -13,7 +13,9 @@ and even the state machine's failure step could not record it) is marked failed 
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from llm_gateway import resets
@@ -31,6 +33,9 @@ from llm_gateway.service.http import HttpRequest, HttpResponse
 from llm_gateway.stores.workflows import Workflows
 
 
+FINISHED_CACHE_SIZE = 512
+
+
 def _request_json(request: ChatRequest) -> str:
     return request.model_dump_json(by_alias=True, exclude_none=True)
 
@@ -41,6 +46,8 @@ class JobService:
         self._runner = runner
         self.workflows = workflows or Workflows()
         self.auth = auth or Authenticator()
+        self._finished: OrderedDict[str, dict[str, Any]] = OrderedDict()  # job id -> item of a finished job
+        self._lock = threading.Lock()
 
     @property
     def runner(self) -> JobRunner:
@@ -112,13 +119,23 @@ class JobService:
 
     # ------------------------------------------------------------ internals
     def load(self, tenant_id: str, job_id: str) -> dict[str, Any]:
-        """The tenant's job, or `job_not_found` / `job_expired`; a job past its deadline is failed here."""
+        """The tenant's job, or `job_not_found` / `job_expired`; a job past its deadline is failed here.
+
+        A finished job never changes again, so its item is kept in a small in-process cache: clients
+        that keep polling a finished job cost no DynamoDB read in a warm process (expiry and the
+        tenant are still checked on every read)."""
         parsed = ids.parse("job", job_id, tenant_id)
         if parsed is None:
             raise _not_found(job_id)
         t = now()
         if parsed.expired(t):
             raise _expired(job_id, parsed.expires_at)
+        with self._lock:
+            cached = self._finished.get(job_id)
+            if cached is not None:
+                self._finished.move_to_end(job_id)
+        if cached is not None and cached.get("tenant_id") == tenant_id:
+            return cached
         item = self.store.get(job_id)
         if item is None or item.get("tenant_id") != tenant_id:
             raise _not_found(job_id)
@@ -127,6 +144,11 @@ class JobService:
         if item["status"] in ACTIVE_JOB and item.get("deadline") and t >= float(item["deadline"]):
             self.runner.fail_item(item, timeout_info(settings().job_max_run_s))
             item = self.store.get(job_id) or item
+        if item["status"] in TERMINAL_JOB:
+            with self._lock:
+                self._finished[job_id] = item
+                if len(self._finished) > FINISHED_CACHE_SIZE:
+                    self._finished.popitem(last=False)
         return item
 
     def _validate(self, ctx: RequestContext, request: ChatRequest) -> Any:
