@@ -58,6 +58,16 @@ class Settings:
     jwt_user_claim: str = "sub"
     jwt_scopes_claim: str = "scope"
     hook_timeout_ms: int = 1000
+    # realtime sessions over the WebSocket API (README: "Realtime")
+    sessions_table: str = "llmgw-sessions"
+    realtime_worker: str = "lambda"  # lambda (async invoke of the worker function) | thread (local mode)
+    realtime_worker_function: str = "llmgw-realtime-worker"
+    realtime_idle_s: int = 600
+    realtime_max_s: int = 7200
+    realtime_max_message_bytes: int = 128 * 1024
+    realtime_max_turn_audio_bytes: int = 5 * 1024 * 1024
+    realtime_turn_timeout_s: int = 300
+    realtime_history_chars: int = 16000
 
 
 @lru_cache(maxsize=1)
@@ -108,6 +118,15 @@ def settings() -> Settings:
         jwt_user_claim=env("LLMGW_JWT_USER_CLAIM", "sub"),
         jwt_scopes_claim=env("LLMGW_JWT_SCOPES_CLAIM", "scope"),
         hook_timeout_ms=int(env("LLMGW_HOOK_TIMEOUT_MS", "1000")),
+        sessions_table=env("LLMGW_SESSIONS_TABLE", "llmgw-sessions"),
+        realtime_worker=env("LLMGW_REALTIME_WORKER") or ("thread" if env("LLMGW_LOCAL", "") == "1" else "lambda"),
+        realtime_worker_function=env("LLMGW_REALTIME_WORKER_FUNCTION", "llmgw-realtime-worker"),
+        realtime_idle_s=int(env("LLMGW_REALTIME_IDLE_S", "600")),
+        realtime_max_s=int(env("LLMGW_REALTIME_MAX_S", "7200")),
+        realtime_max_message_bytes=int(env("LLMGW_REALTIME_MAX_MESSAGE_BYTES", str(128 * 1024))),
+        realtime_max_turn_audio_bytes=int(env("LLMGW_REALTIME_MAX_TURN_AUDIO_BYTES", str(5 * 1024 * 1024))),
+        realtime_turn_timeout_s=int(env("LLMGW_REALTIME_TURN_TIMEOUT_S", "300")),
+        realtime_history_chars=int(env("LLMGW_REALTIME_HISTORY_CHARS", "16000")),
     )
 
 

@@ -19,6 +19,7 @@ TABLES: dict[str, tuple[str, str | None]] = {
     "jobs_table": ("job_id", None),  # async jobs (stores/jobs.py)
     "batches_table": ("pk", "sk"),  # batches: a meta item and one item per request result (stores/batches.py)
     "counters_table": ("pk", None),  # rate-limit windows and budget spend (stores/ratelimit.py, stores/budgets.py)
+    "sessions_table": ("pk", "sk"),  # realtime sessions: a meta item and buffered audio per connection (stores/sessions.py)
 }
 
 # table-name setting -> TTL attribute (moto stores it; DynamoDB deletes expired items lazily)
@@ -27,6 +28,7 @@ TTL_ATTRIBUTES: dict[str, str] = {
     "counters_table": "ttl",
     "jobs_table": "ttl",
     "batches_table": "ttl",
+    "sessions_table": "ttl",
 }
 
 
