@@ -97,10 +97,15 @@ def servers(tmp_path_factory):
         provision_and_seed()
         from llm_gateway.local.server import LocalGateway
 
+        from llm_gateway.compat.stream import with_doors
+        from llm_gateway.service.asgi import ChatStreamApp
+
         server, thread, url = _serve(LocalGateway())
-        yield url, fake
-        server.should_exit = True
-        thread.join(5)
+        bare, bare_thread, bare_url = _serve(with_doors(ChatStreamApp()))  # what the Function URL serves
+        yield url, fake, bare_url
+        for srv, thr in ((server, thread), (bare, bare_thread)):
+            srv.should_exit = True
+            thr.join(5)
         moto.stop()
     os.environ.clear()
     os.environ.update(saved)
@@ -522,3 +527,33 @@ def test_anthropic_stream_is_truly_streamed(claude, upstream):
     assert "".join(t for _, t in arrivals) == words(30)
     assert arrivals[-1][0] - arrivals[0][0] > 1.0, "events arrived together: the door stream was buffered"
     assert final.usage.input_tokens == 9 and final.usage.output_tokens == 15
+
+
+# ================================================================ the streaming app (Function URL)
+
+
+def test_streaming_app_serves_both_doors(servers, upstream):
+    """`with_doors(ChatStreamApp())` — the Function URL's app — streams door chats truly and
+    answers other door paths with the door's own 404."""
+    url = servers[2]
+    oai = openai.OpenAI(base_url=url + "/openai/v1", api_key=DEV_API_KEY, max_retries=0, timeout=30)
+    claude = anthropic.Anthropic(base_url=url + "/anthropic", api_key=DEV_API_KEY, max_retries=0, timeout=30)
+    upstream.script(Script(text=words(30), chunk_delay_s=0.15, input_tokens=9, output_tokens=15))
+    t0 = time.monotonic()
+    arrivals = [time.monotonic() - t0 for c in oai.chat.completions.create(
+        model=UPSTREAM, stream=True, messages=[{"role": "user", "content": "x"}]) if c.choices and c.choices[0].delta.content]
+    assert arrivals[-1] - arrivals[0] > 0.8
+    assert oai.chat.completions.create(model="mock::echo", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content == "You said: hi"
+    with claude.messages.stream(model="mock::echo", max_tokens=50, tools=[ANTHROPIC_WEATHER_TOOL],
+                                messages=[{"role": "user", "content": "Weather?"}]) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].type == "tool_use" and final.content[0].input == {"city": "mock"}
+    with pytest.raises(openai.NotFoundError) as missing:
+        oai.embeddings.create(model="mock::embed", input="x")
+    assert "streaming endpoint" in missing.value.message
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=url + "/anthropic", api_key="llmgw_nobody00_not-a-real-key-0000000000", max_retries=0).messages.create(
+            model="mock::echo", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    native = httpx.post(url + "/chat/completions", headers={"authorization": f"Bearer {DEV_API_KEY}"},
+                        json={"model": "mock::echo", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})
+    assert native.status_code == 200 and native.json()["content"][0]["text"] == "You said: hi"  # the native route is untouched
