@@ -108,9 +108,12 @@ class OpenAIRealtime(Upstream):
         return GatewayError(code, detail, provider=self.model.provider.id, **extra)
 
     def _connect(self, url: str, timeout: float) -> Any:
-        from websockets.exceptions import InvalidHandshake, InvalidStatus
-        from websockets.sync.client import connect
-
+        try:
+            from websockets.exceptions import InvalidHandshake, InvalidStatus
+            from websockets.sync.client import connect
+        except ImportError:  # the realtime worker function ships `websockets` (see infra's function requirements)
+            raise self._fail("This deployment has no WebSocket client (the `websockets` package) for provider realtime sockets.",
+                             "internal_error") from None
         try:
             return connect(url, additional_headers=self._headers(), open_timeout=timeout, close_timeout=1,
                            max_size=16 * 1024 * 1024, compression=None, proxy=None, ping_interval=20, ping_timeout=20)
@@ -150,9 +153,12 @@ class OpenAIRealtime(Upstream):
         return session
 
     def run(self, turn: Turn) -> Iterator[UpEvent]:
-        from websockets.exceptions import ConnectionClosed
-
         from llm_gateway.outbound.client import get_outbound
+
+        try:
+            from websockets.exceptions import ConnectionClosed
+        except ImportError:  # _connect() reports the missing package
+            ConnectionClosed = _NeverRaised  # noqa: N806
 
         cfg = turn.config
         fmt_in = cfg["input_audio_format"]
@@ -320,3 +326,7 @@ def _close_opened(future: Any) -> None:
             future.result().close()
         except Exception:  # noqa: BLE001 - best effort
             pass
+
+
+class _NeverRaised(Exception):
+    pass
