@@ -82,6 +82,8 @@ def test_cost_header_and_model_retrieve_by_alias(api):
     assert r.status == 200 and float(r.headers["x-llmgw-cost-usd"]) >= 0 and r.json()["model"] == "mock::echo"
     r = api.call("GET", "/openai/v1/models/mock-chat")
     assert r.status == 200 and r.json() == {"id": "mock::echo", "object": "model", "created": 0, "owned_by": "mock"}
+    r = api.call("GET", "/openai/v1/models/local-vllm::meta-llama/Llama-3.1-8B-Instruct")  # an id with a '/' in it
+    assert r.status == 200 and r.json()["owned_by"] == "local-vllm"
     r = api.call("GET", "/anthropic/v1/models")
     assert r.status == 200 and r.json()["data"][0]["type"] == "model"
 
