@@ -372,3 +372,27 @@ def test_sender_fits_every_post_in_one_frame_merges_and_stops_when_gone():
     big = {"type": "response.done", "response": {"output": [{"content": [{"transcript": "w " * 100_000}]}]}}
     cut = fit(big)
     assert len(json.dumps(cut)) < 128 * 1024 and cut["response"]["output"][0]["content"][0]["truncated"] is True
+
+
+def test_a_turn_whose_worker_died_does_not_block_the_session(rt, monkeypatch):
+    from llm_gateway.realtime import launch
+    from llm_gateway.stores.aws import client
+
+    rt.connect()
+    rt.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(4800)).decode()})
+    rt.send({"type": "input_audio_buffer.commit"})
+    # the worker cannot be started: the client is told, the turn slot is freed
+    monkeypatch.setattr(launch, "launch", lambda payload: (_ for _ in ()).throw(RuntimeError("throttled")))
+    rt.send({"type": "response.create"})
+    assert rt.sent[-1]["error"]["code"] == "internal_error" and "RuntimeError" in rt.sent[-1]["error"]["message"]
+    assert meta_item().get("active_turn") is None
+    # a turn marked running long after its worker must have ended (Lambda timeout) is replaced
+    client("dynamodb").update_item(
+        TableName="llmgw-sessions", Key={"pk": {"S": f"C#{CONN}"}, "sk": {"S": "META"}},
+        UpdateExpression="SET active_turn = :t, active_since = :old",
+        ExpressionAttributeValues={":t": {"S": "resp_dead"}, ":old": {"N": str(time.time() - 10_000)}})
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(launch, "launch", started.append)
+    rt.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(4800)).decode()})
+    rt.send({"type": "response.create"})
+    assert started and started[0]["turn_id"] != "resp_dead" and meta_item()["active_turn"] == started[0]["turn_id"]

@@ -26,7 +26,7 @@ from llm_gateway.realtime import launch, signals
 from llm_gateway.realtime.protocol import (DEFAULT_CONFIG, ProtocolError, auto_response, decode_audio, dumps, error_event,
                                            merge_config, new_id, parse_client_event, server_event, session_object)
 from llm_gateway.stores.connections import ConnectionGone, ConnectionStore, endpoint_for
-from llm_gateway.stores.sessions import ConditionFailed, SessionGone, SessionStore
+from llm_gateway.stores.sessions import ConditionFailed, SessionGone, SessionStore, stale_after_s
 
 NO_INPUT = "Nothing to respond to: append audio (input_audio_buffer.append) before response.create."
 CLOSE_WAIT_S = 3.0  # how long a close waits for a cancelled turn to record its usage first
@@ -99,7 +99,10 @@ class RealtimeService:
         })
         logger.info("realtime session opened", extra={"session_id": session_id, "tenant_id": principal.tenant_id,
                                                         "model": model.id})
-        launch.launch({"realtime_task": "greet", "connection_id": conn, "endpoint": endpoint})
+        try:
+            launch.launch({"realtime_task": "greet", "connection_id": conn, "endpoint": endpoint})
+        except Exception as exc:  # noqa: BLE001 - the session works without its greeting
+            logger.error("realtime greeting launch failed", extra={"session_id": session_id, "error": type(exc).__name__})
         return OK
 
     def _admit(self, event: dict[str, Any]) -> tuple[Any, Any]:
@@ -202,7 +205,7 @@ class RealtimeService:
             return ProtocolError("session_closed", "The session is closed.")
         if float(meta.get("expires_at") or 0) <= time.time():
             return ProtocolError("session_expired", "The session reached its maximum duration (LLMGW_REALTIME_MAX_S).")
-        if meta.get("active_turn") and active_is_error:
+        if meta.get("active_turn") and active_is_error and float(meta.get("active_since") or 0) >= time.time() - stale_after_s():
             return ProtocolError("conversation_already_has_active_response",
                                  f"A response is already running ({meta['active_turn']}); wait for its response.done or "
                                  "send response.cancel (one turn at a time).")
@@ -255,7 +258,12 @@ class RealtimeService:
                    "input_item_id": meta.get("turn_item") or new_id("item"), "meta": meta}
         if overrides:
             payload["overrides"] = overrides
-        launch.launch(payload)
+        try:
+            launch.launch(payload)
+        except Exception as exc:  # noqa: BLE001 - the worker never started: free the turn slot, tell the client
+            logger.error("realtime worker launch failed", extra={"connection_id": conn, "error": type(exc).__name__})
+            self.store.finish_turn(conn, turn_id, {"turns_failed": 1}, None)
+            raise ProtocolError("internal_error", f"The gateway could not start the response ({type(exc).__name__}); retry.") from None
 
     def _commit(self, connections: ConnectionStore, rc: dict[str, Any], conn: str) -> None:
         item_id = new_id("item")
@@ -305,7 +313,8 @@ class RealtimeService:
             meta = self.store.start_turn(conn, turn_id)
         except ConditionFailed as exc:
             item = exc.item or {}
-            if item and not item.get("active_turn") and int(item.get("buffered_bytes") or 0) > 0 \
+            running = item.get("active_turn") and float(item.get("active_since") or 0) >= time.time() - stale_after_s()
+            if item and not running and int(item.get("buffered_bytes") or 0) > 0 \
                     and item.get("closing") is None and item.get("closed_at") is None:
                 try:  # audio appended but not (yet) committed: commit it now
                     meta = self.store.start_uncommitted(conn, turn_id, new_id("item"))

@@ -31,6 +31,12 @@ TTL_GRACE_S = 3600
 AUDIO_TTL_S = 3600
 
 
+def stale_after_s() -> float:
+    """A turn still marked running this long after it started died with its worker (a Lambda
+    timeout): the next turn may replace it instead of waiting for the session's end."""
+    return settings().realtime_turn_timeout_s + 60.0
+
+
 class SessionGone(Exception):
     """No such session, or it is closed."""
 
@@ -265,9 +271,9 @@ class SessionStore:
             "SET active_turn = :t, active_since = :now, turn_from = pending_from, turn_to = buffer_no - :one, "
             "turn_item = pending_item, turns = turns + :one, last_active = :now "
             "REMOVE pending_from, pending_item, cancel_turn, implicit_commit",
-            {":t": turn_id, ":now": now, ":one": 1},
+            {":t": turn_id, ":now": now, ":one": 1, ":stale": now - stale_after_s()},
             condition="attribute_exists(pk) AND attribute_not_exists(closed_at) AND attribute_not_exists(closing) "
-                      "AND attribute_exists(pending_from) AND attribute_not_exists(active_turn)",
+                      "AND attribute_exists(pending_from) AND (attribute_not_exists(active_turn) OR active_since < :stale)",
             returns="ALL_NEW")
         assert out is not None
         return out
@@ -283,9 +289,9 @@ class SessionStore:
             "turn_to = buffer_no, turn_item = if_not_exists(pending_item, :item), buffer_no = buffer_no + :one, "
             "buffered_bytes = :zero, turns = turns + :one, implicit_commit = :yes, last_active = :now "
             "REMOVE pending_from, pending_item, cancel_turn",
-            {":t": turn_id, ":now": now, ":one": 1, ":zero": 0, ":item": item_id, ":yes": True},
+            {":t": turn_id, ":now": now, ":one": 1, ":zero": 0, ":item": item_id, ":yes": True, ":stale": now - stale_after_s()},
             condition="attribute_exists(pk) AND attribute_not_exists(closed_at) AND attribute_not_exists(closing) "
-                      "AND buffered_bytes > :zero AND attribute_not_exists(active_turn)",
+                      "AND buffered_bytes > :zero AND (attribute_not_exists(active_turn) OR active_since < :stale)",
             returns="ALL_NEW")
         assert out is not None
         return out
