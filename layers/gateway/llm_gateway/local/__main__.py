@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"LLM Gateway (local) listening on {url}", flush=True)
     print(f"  embedded AWS (moto): {endpoint}", flush=True)
     print(f"  development API key: {DEV_API_KEY}", flush=True)
+    print(f"  realtime (WebSocket): ws://{args.host}:{args.port}/realtime?model=mock::realtime", flush=True)
     print(f"  try: curl -s {url}/chat/completions -H 'Authorization: Bearer {DEV_API_KEY}' "
           "-H 'Content-Type: application/json' "
           "-d '{\"model\":\"mock::echo\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Hello\"}]}]}'",
