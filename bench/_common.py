@@ -108,8 +108,8 @@ class AwsCallTimer:
 
     `wall_ns` is the union of the calls' intervals — calls run side by side (the pipeline's I/O
     pool) count once — so it is the time AWS kept the request waiting; `cpu_ns` is the CPU time of
-    the calls made on the installing thread (with in-process moto that includes the emulation);
-    `calls` counts them by operation.
+    the calls made on the installing thread and `cpu_all_ns` that of the calls on every thread
+    (with in-process moto both include the emulation); `calls` counts them by operation.
     """
 
     def __init__(self) -> None:
@@ -118,6 +118,7 @@ class AwsCallTimer:
 
         self.wall_ns = 0
         self.cpu_ns = 0
+        self.cpu_all_ns = 0
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._inflight = 0
@@ -141,13 +142,15 @@ class AwsCallTimer:
                     timer._since = time.perf_counter_ns()
                 timer._inflight += 1
                 timer.calls[operation_name] += 1
-            c0 = time.thread_time_ns() if mine else 0
+            c0 = time.thread_time_ns()
             try:
                 return orig(client_self, operation_name, api_params)
             finally:
-                if mine:
-                    timer.cpu_ns += time.thread_time_ns() - c0
+                spent = time.thread_time_ns() - c0
                 with timer._lock:
+                    timer.cpu_all_ns += spent
+                    if mine:
+                        timer.cpu_ns += spent
                     timer._inflight -= 1
                     if timer._inflight == 0:
                         timer.wall_ns += time.perf_counter_ns() - timer._since

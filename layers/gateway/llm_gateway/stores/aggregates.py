@@ -38,7 +38,7 @@ class AggregateStore:
             parts.append(f"#f{i} :v{i}")
         if not parts:
             return
-        expires = dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc).timestamp() + settings().usage_ttl_days * 86400
+        expires = dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp() + settings().usage_ttl_days * 86400
         values[":ttl"] = {"N": str(int(expires))}
         client("dynamodb").update_item(
             TableName=self.table, Key={"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": f"AGG#{day}#{model}"}},
