@@ -322,6 +322,43 @@ def test_a_job_past_its_deadline_is_failed_on_read(jobs_api, use_catalog, monkey
     assert get_job(jobs_api, job_id).json()["status"] == "failed"
 
 
+def test_the_worker_waits_when_it_starts_before_the_jobs_write_lands(jobs_api, monkeypatch):
+    from llm_gateway.stores.jobs import JobStore
+
+    original = JobStore.create
+
+    def slow_create(self, item):
+        time.sleep(1.5)  # the execution starts (side by side) and finds no job yet
+        original(self, item)
+
+    monkeypatch.setattr(JobStore, "create", slow_create)
+    resp = jobs_api.call("POST", "/jobs", json_body={"model": "mock::echo", "messages": [user("race")]})
+    assert resp.status == 202
+    assert finished(jobs_api, resp.json()["id"])["status"] == "completed"
+
+
+def test_a_job_that_cannot_be_stored_is_an_error_and_runs_nothing(jobs_api, monkeypatch):
+    from llm_gateway.stores.jobs import JobStore
+
+    def broken(self, item):
+        raise RuntimeError("DynamoDB is down")
+
+    monkeypatch.setattr(JobStore, "create", broken)
+    resp = jobs_api.call("POST", "/jobs", json_body={"model": "mock::echo", "messages": [user("lost")]})
+    assert resp.status == 500 and resp.json()["code"] == "internal_error"
+    from llm_gateway.stores.aws import client
+    from llm_gateway.stores.workflows import state_machine_arn
+
+    executions = client("stepfunctions").list_executions(stateMachineArn=state_machine_arn())["executions"]
+    assert len(executions) == 1  # started side by side with the failed write, then stopped
+    assert wait_for(lambda: execution_status(executions[0]["name"]), lambda s: s != "RUNNING", timeout=20) != "SUCCEEDED"
+    from llm_gateway.config import settings
+    from llm_gateway.stores.usage import UsageStore
+
+    assert client("dynamodb").scan(TableName=settings().jobs_table)["Count"] == 0
+    assert UsageStore().list_for_tenant(DEV_TENANT) == []  # no model was called
+
+
 # ---------------------------------------------------------------- results in S3
 
 

@@ -129,7 +129,11 @@ class JobRunner:
     # ------------------------------------------------------------ workflow steps
     def start(self, job_id: str) -> dict[str, Any]:
         item = self.store.get(job_id)
-        if item is None or item["status"] in TERMINAL_JOB:
+        if item is None:
+            # the API writes the job and starts its execution side by side: wait for the write
+            # (the state machine retries `JobNotReady`, then marks the job failed)
+            raise JobNotReady(f"job {job_id} is not readable yet")
+        if item["status"] in TERMINAL_JOB:
             return step_result()
         s = settings()
         if item.get("async_task") and item.get("handle"):  # started inline by a sync request: keep polling
@@ -336,6 +340,10 @@ class JobRunner:
                     body["result_url"] = self.store.blobs.presign(item["result_key"], PRESIGN_S)
                     body["result_url_expires_at"] = iso(now() + PRESIGN_S)
         return body
+
+
+class JobNotReady(Exception):
+    """The job's item is not readable yet (its write raced the execution's start)."""
 
 
 def charge_budgets_on_report(ctx: RequestContext) -> None:

@@ -179,10 +179,23 @@ class JobService:
         return item
 
     def _accept(self, ctx: RequestContext, request: ChatRequest) -> HttpResponse:
+        """Write the job and start its execution side by side (one round trip of latency): the
+        worker's first step waits (state machine Retry on `JobNotReady`) if it runs before the
+        job's item is readable."""
+        from llm_gateway.pipeline.parallel import run_all
+
         model = self._validate(ctx, request)
         item = self._new_item(ctx, request, model, "pending")
-        self.store.create(item)
-        self._start(item)
+        created, started = run_all([lambda: self.store.create(item), lambda: self.workflows.start("job", item["job_id"])])
+        if isinstance(created, Exception):
+            logger.error("job write failed", extra={"job_id": item["job_id"], "error_type": type(created).__name__})
+            if not isinstance(started, Exception):
+                self.workflows.stop(item["job_id"], "the job could not be stored")
+            raise GatewayError("internal_error", "The job could not be stored; nothing was run.") from None
+        if isinstance(started, Exception):
+            logger.error("job start failed", extra={"job_id": item["job_id"], "error_type": type(started).__name__})
+            self.runner.fail_item(item, {"code": "internal_error", "message": "The job could not be started."})
+            raise GatewayError("internal_error", "The job could not be started; nothing was run.", job_id=item["job_id"]) from None
         logger.info("job accepted", extra={"job_id": item["job_id"], "tenant_id": ctx.tenant_id, "model": model.id})
         return self._accepted(item, ctx.request_id)
 

@@ -76,6 +76,33 @@ def install_dispatcher() -> None:
     _installed = True
 
 
+def defer_execution_start(delay_s: float) -> None:
+    """Start interpreting a new execution `delay_s` after `StartExecution` answered.
+
+    moto parses the ASL (≈ 35 ms of CPU) on a new thread of this very process as soon as an
+    execution starts — while the `POST /jobs` that started it is still answering. On AWS that
+    work happens in Step Functions, not in the API's process; deferring it keeps the local
+    server's submit latency the gateway's own. (A `StopExecution` inside the delay fails and is
+    treated like any failed stop: the job's status already says cancelled.)"""
+    if delay_s <= 0:
+        return
+    import threading
+
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    if getattr(ExecutionWorker.start, "_llmgw_deferred", False):
+        return
+    original = ExecutionWorker.start
+
+    def start(self: Any) -> None:
+        timer = threading.Timer(delay_s, original, args=(self,))
+        timer.daemon = True
+        timer.start()
+
+    start._llmgw_deferred = True  # type: ignore[attr-defined]
+    ExecutionWorker.start = start  # type: ignore[method-assign]
+
+
 def enable_server_workflows(endpoint: str, port: int) -> None:
     """For the threaded moto server: execute state machines, Lambda without Docker, tasks in-process."""
     import urllib.request
@@ -86,3 +113,4 @@ def enable_server_workflows(endpoint: str, port: int) -> None:
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback, our own emulator
         resp.read()
     install_dispatcher()
+    defer_execution_start(float(os.environ.get("LLMGW_LOCAL_EXECUTION_DELAY_MS", "100")) / 1000)
