@@ -14,7 +14,7 @@ from tests.fakes.anthropic_batch import FakeAnthropicBatch, MessageBatchScript
 from tests.fakes.openai_batch import BatchScript, FakeOpenAIBatch
 from tests.jobs_support import execution_status, jobs_api, other_tenant_key, wait_for  # noqa: F401
 
-BATCH_EXTENSIONS = {"expires_at", "backend", "provider", "request_counts", "usage", "error", "metadata"}
+BATCH_EXTENSIONS = {"expires_at", "backend", "provider", "request_counts", "usage", "error", "metadata", "slice"}
 
 
 def assert_batch_contract(body: dict) -> None:
@@ -157,6 +157,21 @@ def test_gateway_run_batch_keeps_per_request_failures_apart(jobs_api):
     assert done["requests"][2]["result"]["finish_reason"] == "length"
     assert done["requests"][3]["error"]["code"] == "validation_error"
     assert done["request_counts"] == {"total": 4, "completed": 3, "failed": 1, "pending": 0}
+
+
+def test_a_large_batch_can_be_read_in_slices(jobs_api):
+    resp = jobs_api.call("POST", "/batches", json_body={"requests": items(12, "mock::echo")})
+    batch_id = resp.json()["id"]
+    finished(jobs_api, batch_id)
+    page = jobs_api.call("GET", f"/batches/{batch_id}?offset=5&limit=4").json()
+    assert [r["custom_id"] for r in page["requests"]] == ["q-5", "q-6", "q-7", "q-8"]
+    assert page["requests"][0]["result"]["content"][0]["text"] == "You said: question 5"
+    assert page["slice"] == {"offset": 5, "limit": 4, "total": 12}
+    assert page["request_counts"] == {"total": 12, "completed": 12, "failed": 0, "pending": 0}
+    tail = jobs_api.call("GET", f"/batches/{batch_id}?offset=10&limit=50").json()
+    assert [r["custom_id"] for r in tail["requests"]] == ["q-10", "q-11"]
+    assert jobs_api.call("GET", f"/batches/{batch_id}?offset=12").json()["code"] == "validation_error"
+    assert jobs_api.call("GET", f"/batches/{batch_id}?limit=0").status == 400
 
 
 # ---------------------------------------------------------------- provider faults

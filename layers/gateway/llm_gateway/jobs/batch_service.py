@@ -126,8 +126,12 @@ class BatchService:
         rid = req.request_id or new_request_id()
         try:
             ctx = self._context(req, rid)
+            offset, limit = _slice(req.query)
             meta = self.load(ctx.tenant_id, batch_id)
-            return HttpResponse.json(200, self.runner.render(meta), {"x-request-id": rid})
+            if offset and offset >= int(meta.get("count") or 0):
+                raise GatewayError("validation_error", f"offset {offset} is past the batch's {meta.get('count')} requests.",
+                                   errors=[{"path": "offset", "message": "past the last request"}])
+            return HttpResponse.json(200, self.runner.render(meta, offset=offset, limit=limit), {"x-request-id": rid})
         except GatewayError as exc:
             return HttpResponse.problem(exc, rid)
 
@@ -254,6 +258,21 @@ class BatchService:
         logger.info("batch accepted", extra={"batch_id": batch_id, "tenant_id": ctx.tenant_id, "backend": backend,
                                              "requests": len(batch.requests)})
         return meta
+
+
+def _slice(query: dict[str, str]) -> tuple[int, int | None]:
+    """`?offset=&limit=` (extension): a page of `requests` for large batches."""
+    out = []
+    for name in ("offset", "limit"):
+        raw = query.get(name)
+        if raw is None or raw == "":
+            out.append(None)
+            continue
+        if not raw.isdigit() or (name == "limit" and int(raw) == 0):
+            raise GatewayError("validation_error", f"{name} must be a {'positive' if name == 'limit' else 'non-negative'} integer.",
+                               errors=[{"path": name, "message": "integer expected"}])
+        out.append(int(raw))
+    return out[0] or 0, out[1]
 
 
 def _not_found(batch_id: str) -> GatewayError:

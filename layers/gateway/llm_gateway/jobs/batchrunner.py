@@ -364,9 +364,17 @@ class BatchRunner:
         self._cancel_at_provider(backend, json.loads(meta["provider_state"]), meta["batch_id"])
 
     # ------------------------------------------------------------ the Batch body
-    def render(self, meta: dict[str, Any], *, results: bool = True) -> dict[str, Any]:
-        items = self.items(meta)
-        rows = self.store.results(meta["batch_id"]) if results else {}
+    def render(self, meta: dict[str, Any], *, results: bool = True, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+        """The Batch. `offset` / `limit` (the `GET` query extension) return a slice of `requests`
+        — for batches whose full answer would be too large — while `request_counts` and `usage`
+        cover the slice's results and the whole batch's progress."""
+        all_items = self.items(meta)
+        end = len(all_items) if limit is None else min(len(all_items), offset + limit)
+        items = all_items[offset:end]
+        if results and items:
+            rows = self.store.results(meta["batch_id"], offset, end - 1) if (offset or end < len(all_items)) else self.store.results(meta["batch_id"])
+        else:
+            rows = {}
         status = meta["status"]
         # a cancelled provider batch is still followed until the provider ends it (to collect what
         # ran): until then its unanswered requests are pending, not cancelled
@@ -376,7 +384,7 @@ class BatchRunner:
         requests = []
         ok = failed = 0
         usage = {"input_tokens": 0, "output_tokens": 0, "cost_estimate": 0.0}
-        for i, it in enumerate(items):
+        for i, it in enumerate(items, start=offset):
             entry: dict[str, Any] = {"custom_id": it["custom_id"], "request": it["request"]}
             row = rows.get(i)
             if row is not None:
@@ -397,8 +405,11 @@ class BatchRunner:
                     "code": "provider_error", "message": "No result was returned for this request."})
                 failed += 1
             requests.append(entry)
-        total = len(items)
-        if not final:  # provider progress counts while the provider works
+        total = len(all_items)
+        if len(items) < total:  # a slice: the counts are the batch's (from its meta item)
+            ok = int(meta.get("completed") or 0)
+            failed = int(meta.get("failed") or 0)
+        elif not final:  # provider progress counts while the provider works
             ok = max(ok, int(meta.get("completed") or 0))
             failed = max(failed, int(meta.get("failed") or 0))
         usage["cost_estimate"] = round(usage["cost_estimate"], 10)
@@ -408,6 +419,8 @@ class BatchRunner:
             "request_counts": {"total": total, "completed": ok, "failed": failed, "pending": max(0, total - ok - failed)},
             "usage": usage,
         }
+        if len(items) < total:
+            body["slice"] = {"offset": offset, "limit": len(items), "total": total}
         if batch_error:
             body["error"] = batch_error
         if meta.get("metadata"):

@@ -151,7 +151,8 @@ class JobRunner:
         if item is None or item["status"] != "running":
             return step_result()
         if now() >= float(item.get("deadline") or 0) and item.get("deadline"):
-            self.fail_item(item, timeout_info(settings().job_max_run_s))
+            if self.fail_item(item, timeout_info(settings().job_max_run_s)):
+                self.cancel_task(item)
             return step_result()
         if not item.get("async_task"):
             return self._run(item, attempt)  # a retry after a retryable error
@@ -216,6 +217,19 @@ class JobRunner:
             return step_result()
         self.complete_item(item, body)
         return step_result()
+
+    def cancel_task(self, item: dict[str, Any]) -> None:
+        """Cancel the job's provider task, where there is one (best effort)."""
+        if not item.get("async_task") or not item.get("handle"):
+            return
+        try:
+            request = self.request_of(item)
+            ctx = self.context(item, request)
+            model = self.model_for(ctx, request)
+            handle = item["handle"] if isinstance(item["handle"], dict) else json.loads(item["handle"])
+            self.adapter(model).cancel_async(self.call_for(ctx, request, model), handle)
+        except Exception as exc:  # noqa: BLE001 - best effort: the job is finished either way
+            logger.warning("provider task cancel failed", extra={"job_id": item["job_id"], "error_type": type(exc).__name__})
 
     # ------------------------------------------------------------ outcomes
     def finish_async(self, item: dict[str, Any], ctx: RequestContext, model: Any, result: ChatResult,

@@ -97,7 +97,7 @@ class JobService:
             if updated is None:  # it finished in the meantime
                 raise _conflict(self.load(ctx.tenant_id, job_id))
             self.workflows.stop(job_id, "cancelled by the client")
-            self._cancel_task(updated)
+            self.runner.cancel_task(updated)
             logger.info("job cancelled", extra={"job_id": job_id, "tenant_id": ctx.tenant_id})
             return HttpResponse.json(200, self.runner.render(updated), {"x-request-id": rid})
         except GatewayError as exc:
@@ -142,7 +142,9 @@ class JobService:
         if float(item.get("ttl") or 0) <= t:
             raise _expired(job_id, int(item["ttl"]))
         if item["status"] in ACTIVE_JOB and item.get("deadline") and t >= float(item["deadline"]):
-            self.runner.fail_item(item, timeout_info(settings().job_max_run_s))
+            if self.runner.fail_item(item, timeout_info(settings().job_max_run_s)):
+                self.workflows.stop(job_id, "past its deadline")
+                self.runner.cancel_task(item)
             item = self.store.get(job_id) or item
         if item["status"] in TERMINAL_JOB:
             with self._lock:
@@ -153,7 +155,7 @@ class JobService:
 
     def _validate(self, ctx: RequestContext, request: ChatRequest) -> Any:
         if request.stream:
-            raise GatewayError("validation_error", "A job's result is buffered: 'stream' cannot be combined with async jobs.",
+            raise GatewayError("validation_error", "A job's result is buffered: 'stream' cannot be combined with async jobs or long-running (video) models.",
                                errors=[{"path": "stream", "message": "must be false for a job"}])
         model = self.runner.model_for(ctx, request)
         governance = self.runner.governance
@@ -262,19 +264,6 @@ class JobService:
         logger.info("job continues asynchronously", extra={"job_id": item["job_id"], "tenant_id": ctx.tenant_id,
                                                           "model": model.id})
         return self._accepted(item, ctx.request_id)
-
-    def _cancel_task(self, item: dict[str, Any]) -> None:
-        if not item.get("async_task") or not item.get("handle"):
-            return
-        import json
-
-        try:
-            request = self.runner.request_of(item)
-            ctx = self.runner.context(item, request)
-            model = self.runner.model_for(ctx, request)
-            self.runner.adapter(model).cancel_async(self.runner.call_for(ctx, request, model), json.loads(item["handle"]))
-        except Exception as exc:  # noqa: BLE001 - best effort: the job is cancelled either way
-            logger.warning("provider task cancel failed", extra={"job_id": item["job_id"], "error_type": type(exc).__name__})
 
 
 def _not_found(job_id: str) -> GatewayError:
