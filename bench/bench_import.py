@@ -185,14 +185,16 @@ def measure(runs: int = RUNS, local_runs: int = LOCAL_RUNS) -> dict[str, Any]:
 
 def render(r: dict[str, Any]) -> str:
     rows = []
-    all_ok = True
+    all_ok = all_ok_cpu = True
     for module, e in r["modules"].items():
         for env_name in ENVIRONMENTS:
             m = e[env_name]
             ok = m["median_s"] <= TARGET_S and m["max_mb"] <= TARGET_MB
+            ok_cpu = m["median_cpu_s"] <= TARGET_S and m["max_mb"] <= TARGET_MB
             all_ok &= ok
+            all_ok_cpu &= ok_cpu
             rows.append([f"`{e['path']}`", env_name, f"{m['median_s']:.3f}", f"{m['max_s']:.3f}", f"{m['median_cpu_s']:.3f}",
-                         f"{m['median_mb']:.1f}", f"{m['max_mb']:.1f}", m["modules"], verdict(ok)])
+                         f"{m['median_mb']:.1f}", f"{m['max_mb']:.1f}", m["modules"], verdict(ok), verdict(ok_cpu)])
     where = ("the layer's requirements only (`build/bench-layer/`, `python -S`)" if r.get("layer") else
              f"**the venv** (the layer could not be installed: {r.get('layer_error')}; dev extras inflate the figures)")
     heavy = [f"- `{e['path']}`: " + ", ".join(f"{name} {ms_:.0f} ms" for name, ms_ in e["heaviest"])
@@ -206,14 +208,17 @@ def render(r: dict[str, Any]) -> str:
         f"Machine: {machine()}.",
         "",
         table(["module", "environment", "import s (median)", "import s (max)", "CPU s (median)", "peak RSS MB (median)",
-               "peak RSS MB (max)", "modules loaded", f"≤ {TARGET_S} s, ≤ {TARGET_MB:g} MB"], rows),
+               "peak RSS MB (max)", "modules loaded", f"wall ≤ {TARGET_S} s, ≤ {TARGET_MB:g} MB",
+               f"CPU ≤ {TARGET_S} s, ≤ {TARGET_MB:g} MB"], rows),
         "",
         "Heaviest packages of the two slowest modules (Lambda-like, one `-X importtime` run, sum of self "
         "times — module bodies included):",
         *heavy,
         "",
-        f"Targets import ≤ {TARGET_S} s (median wall time) and peak RSS ≤ {TARGET_MB:g} MB (max): {verdict(all_ok)}. "
-        "CPU time is the process's own (user + system) and does not grow when other processes compete for the CPU.",
+        f"Targets import ≤ {TARGET_S} s and peak RSS ≤ {TARGET_MB:g} MB (max), every module and environment: on median "
+        f"wall time {verdict(all_ok)}, on median CPU time {verdict(all_ok_cpu)}. CPU time is the process's own (user + "
+        "system): it does not grow when other processes compete for the CPU, and on an idle machine the wall time "
+        "is close to it.",
         "",
     ])
 

@@ -95,7 +95,7 @@ def _load() -> str:
 def _raise_priority() -> str:
     """Lower our niceness (inherited by every benchmark process) so that other work on a shared
     machine disturbs the measurements less. Needs the privilege; `BENCH_NICE=0` turns it off."""
-    want = int(os.environ.get("BENCH_NICE", "-10"))
+    want = int(os.environ.get("BENCH_NICE", "-20"))
     if want >= 0:
         return "normal (BENCH_NICE=0)"
     try:
