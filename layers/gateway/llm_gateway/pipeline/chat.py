@@ -2,11 +2,15 @@
 
     1 authenticate        (entry point: `Authenticator`, before the body is trusted)
     4 resolve model       (`ModelResolver`: registry, lifecycle, capabilities; fallback candidates)
+    2 3 5 govern          (`Governance.before_call`: approval, rate limits + budgets in one
+                           DynamoDB round trip, pre-call hooks — after 4, so a request for an
+                           unknown model never spends a rate-limit slot)
     6 resolve tools
     7 invoke provider     (`Invoker`, under TTFT/total timeouts)
     8 fallback chain      (`Invoker.run` / `Invoker.open_stream`, `pipeline/fallback.py`)
     9 normalize
-    11 report usage       (`UsageReporter`)
+    10 post-response hooks (`Governance.after_response` / `guard_stream`)
+    11 report usage       (`UsageReporter`: record, aggregate, budget charge, audit events)
 
 `_prepare` runs the steps before any provider call and returns the `CallPlan`; the provider is
 called in exactly one place per mode (`self.invoker.run(plan)` buffered,
@@ -37,9 +41,11 @@ from llm_gateway.observability import logger
 from llm_gateway.outbound.control import CANCELLED
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.pipeline.fallback import fallback_candidates
+from llm_gateway.pipeline.governance import Governance, get_governance
 from llm_gateway.pipeline.invoke import CallPlan, Invoker, OpenStream
 from llm_gateway.pipeline.media import MEDIA_CAPABILITIES, MediaResolver
 from llm_gateway.pipeline.modalities import OUTPUT_CAPABILITIES, media_outputs
+from llm_gateway.pipeline.structured import prepare_response_schema, text_of_parts, validate_answer
 from llm_gateway.pipeline.tools import resolve_tools
 from llm_gateway.pipeline.usage import UsageReporter
 from llm_gateway.providers.base import TokenUsage
@@ -77,20 +83,27 @@ class ChatPipeline:
         invoker: Invoker | None = None,
         usage: UsageReporter | None = None,
         type_registry: Any = None,
+        governance: Governance | None = None,
     ) -> None:
         self.resolver = resolver or ModelResolver()
         self.invoker = invoker or Invoker()
         self.usage = usage or UsageReporter()
         self.type_registry = type_registry
+        self.governance = governance or get_governance()
 
     # ------------------------------------------------------------ shared steps
 
     def _prepare(self, ctx: RequestContext, request: ChatRequest) -> CallPlan:
         ctx.request = request
         self.resolver.resolve(ctx, request)  # 4
+        request = self.governance.before_call(ctx, request)  # 2 3 5 (may return a hook-modified request)
         ctx.tools = resolve_tools(request, self.type_registry)  # 6
+        schema = prepare_response_schema(request, self.type_registry)  # 6 (structured output, GTS refs inlined)
         models, skipped = self.resolver.fallbacks(ctx, request)  # 8 (candidates)
         plan = self.invoker.plan(ctx, request, models, skipped)
+        if schema is not None:
+            plan.extra["response_schema"] = schema
+            ctx.attributes["response_schema"] = schema
         if ctx.needs & MEDIA_CAPABILITIES:  # 6b fetch media parts (pipeline/media.py) into every attempt's call.extra
             plan.extra["media"] = MediaResolver().resolve(request, ctx.model, ctx.tenant_id)
         return plan
@@ -148,6 +161,16 @@ class ChatPipeline:
         ctx.usage = result.usage
         ctx.finish_reason = result.finish_reason
         cost = self.usage.price(ctx)
+        parsed = None
+        try:
+            result.content = self.governance.after_response(ctx, result.content)  # 10
+            schema = ctx.attributes.get("response_schema")
+            if schema is not None and not result.tool_calls:  # 9: validate structured output
+                parsed = validate_answer(schema, text_of_parts(result.content))
+        except GatewayError as exc:  # response_blocked / non-conforming answer: the generation is still charged
+            self._fail(ctx, exc)
+            self.usage.report(ctx)
+            raise
         body = response_body(
             response_id="gen_" + ctx.request_id.removeprefix("req_"),
             model_used=model.id,
@@ -158,6 +181,7 @@ class ChatPipeline:
             usage=result.usage,
             cost=cost,
             fallback_used=ctx.fallback_used,
+            parsed=parsed,
         )
         self.usage.report(ctx)
         return body
@@ -190,9 +214,12 @@ class ChatPipeline:
         finish = None
         out_chars = 0
         completed = False
+        schema = ctx.attributes.get("response_schema")
+        answer: list[str] = []  # kept only for structured output, validated at the end
+        called_tools = False
         try:
             yield sse_data({"id": chunk_id, "model": model_id, "delta": {"role": "assistant"}})
-            for delta in opened.deltas():
+            for delta in self.governance.guard_stream(ctx, opened.deltas()):  # 10 (streamed)
                 if delta.usage is not None:
                     ctx.usage = delta.usage
                 if delta.finish_reason is not None:
@@ -203,12 +230,17 @@ class ChatPipeline:
                 if delta.text:
                     out["content"] = delta.text
                     out_chars += len(delta.text)
+                    if schema is not None:
+                        answer.append(delta.text)
                 if delta.tool_calls:
+                    called_tools = True
                     out["tool_calls"] = delta.tool_calls
                     out_chars += sum(_tool_delta_chars(tc) for tc in delta.tool_calls)
                 if ctx.ttft_ms is None:
                     ctx.ttft_ms = ctx.elapsed_ms()
                 yield sse_data({"id": chunk_id, "model": model_id, "delta": out})
+            if schema is not None and not called_tools:
+                validate_answer(schema, "".join(answer))  # a non-conforming answer ends with the error event
             completed = True
             ctx.finish_reason = finish or "stop"
             self._settle_usage(ctx, out_chars)

@@ -103,7 +103,6 @@ class Governance:
         self._rates = rates
         self._budgets = budgets
         self.clock = clock
-        self._chains: dict[tuple[str, int, str], "HookChain"] = {}
         self._defaults: dict[str, TenantConfig] = {}
 
     # ------------------------------------------------------------------ stores (lazy)
@@ -147,6 +146,8 @@ class Governance:
                                    tenant_id=principal.tenant_id)
             config = self._defaults.get(principal.tenant_id)
             if config is None:
+                if len(self._defaults) > 10_000:
+                    self._defaults.clear()
                 config = self._defaults.setdefault(principal.tenant_id, TenantConfig(principal.tenant_id, registered=False))
         if config.status != "active":
             raise GatewayError("forbidden", f"Tenant '{principal.tenant_id}' is suspended.", tenant_id=principal.tenant_id)
@@ -319,19 +320,16 @@ class Governance:
     def hooks_for(self, config: TenantConfig) -> "HookChain | None":
         if not config.hooks:
             return None
-        from llm_gateway.pipeline.hooks.chain import HookChain, config_fingerprint
-
-        key = (config.tenant_id, config.version, config_fingerprint(config.hooks))
-        chain = self._chains.get(key)
+        chain = config.derived.get("hooks")  # built once per cached configuration object
         if chain is None:
+            from llm_gateway.pipeline.hooks.chain import HookChain
+
             try:
                 chain = HookChain.from_config(config.hooks)
             except ValueError as exc:
                 logger.error("invalid hook configuration", extra={"tenant_id": config.tenant_id})
                 raise GatewayError("internal_error", f"Tenant '{config.tenant_id}' has an invalid hook configuration: {exc}") from None
-            if len(self._chains) > 1000:
-                self._chains.clear()
-            self._chains[key] = chain
+            config.derived["hooks"] = chain
         return chain
 
     @staticmethod

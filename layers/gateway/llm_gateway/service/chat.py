@@ -6,7 +6,7 @@ from llm_gateway.api.errors import GatewayError
 from llm_gateway.api.models import ChatRequest
 from llm_gateway.api.parse import check_body, parse_model
 from llm_gateway.jobs import runs_as_job
-from llm_gateway.pipeline.auth import Authenticator
+from llm_gateway.pipeline.auth import Authenticator, require_scope
 from llm_gateway.pipeline.chat import ChatPipeline
 from llm_gateway.pipeline.context import RequestContext, new_request_id
 from llm_gateway.registry.catalog import get_catalog
@@ -22,12 +22,21 @@ class ChatService:
 
     def _context(self, req: HttpRequest, route: str) -> RequestContext:
         principal = self.auth.authenticate(req.headers, req.authorizer)
+        require_scope(principal, route)
         return RequestContext(principal=principal, request_id=req.request_id or new_request_id(), route=route)
+
+    def _failed_early(self, ctx: RequestContext | None, exc: GatewayError) -> None:
+        """An authenticated request that failed before the pipeline reported it (body, contract,
+        unknown model…): its audit events still go out, exactly once (`report` is idempotent)."""
+        if ctx is not None and not ctx.attributes.get("reported"):
+            ctx.outcome, ctx.error_code = "error", exc.code
+            self.pipeline.usage.report(ctx)
 
     def chat_completions(self, req: HttpRequest) -> HttpResponse:
         """`POST /chat/completions`: buffered JSON, or SSE frames when `stream` is true."""
         rid = req.request_id or new_request_id()
         req.request_id = rid
+        ctx = None
         try:
             ctx = self._context(req, "chat")
             raw = check_body(req.body, req.headers.get("content-type"))
@@ -43,14 +52,16 @@ class ChatService:
             body = self.pipeline.complete(ctx, request)
             return HttpResponse.json(200, body, {**ctx.response_headers, "x-request-id": rid})
         except GatewayError as exc:
+            self._failed_early(ctx, exc)
             return HttpResponse.problem(exc, rid)
 
     def list_models(self, req: HttpRequest) -> HttpResponse:
-        """`GET /models`: the catalog's models with capabilities, limits and prices."""
+        """`GET /models`: the models this tenant may use, with capabilities, limits and prices."""
         rid = req.request_id or new_request_id()
         try:
-            self._context(req, "models")
-            data = [m.public() for m in get_catalog().models.values()]
+            ctx = self._context(req, "models")
+            models = self.pipeline.governance.approved(ctx.principal, list(get_catalog().models.values()))
+            data = [m.public() for m in models]
             return HttpResponse.json(200, {"object": "list", "data": data}, {"x-request-id": rid})
         except GatewayError as exc:
             return HttpResponse.problem(exc, rid)

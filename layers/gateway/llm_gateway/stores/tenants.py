@@ -83,6 +83,7 @@ class TenantConfig:
     version: int = 0
     registered: bool = True  # False: the stand-in for a tenant with no item (LLMGW_UNKNOWN_TENANT=allow)
     _approval: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # e.g. the built hook chain
 
     # ------------------------------------------------------------------ queries
 
