@@ -1,8 +1,8 @@
 """`python -m llm_gateway.local` — run the whole gateway on one port with an embedded AWS.
 
 Prints the URL and the development API key. Real providers are used when their keys are set
-in the environment (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, AWS credentials for
-Bedrock through `--bedrock-real`); the `mock` provider always works offline.
+in the environment (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, Bedrock through a
+catalog entry with `credential.profile`); the `mock` provider always works offline.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The local server: one port, every route, invoking the real Lambda handlers.
 
 Each HTTP request becomes an API Gateway v2 (HTTP API) event and is passed to the handler the
-deployed API would call, in a worker thread. Streaming routes are served by the streaming app
-(`functions/chat_stream`) when it is present, exactly as the Function URL serves them.
+deployed API would call, in a worker thread. A `POST /chat/completions` whose body says
+`"stream": true` is handed to the streaming app (`functions/chat_stream`, what the Function URL
+serves when deployed), so SSE frames reach the client as the provider produces them; the HTTP API
+Lambda path keeps answering the same SSE body buffered, as deployed.
 """
 
 from __future__ import annotations
@@ -143,15 +145,16 @@ class LocalGateway:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
-        if self.stream_app is not None and getattr(self.stream_app, "handles", None) and self.stream_app.handles(scope):
-            await self.stream_app(scope, receive, send)
-            return
         request_id = "req_" + uuid.uuid4().hex
         limit = settings().max_body_bytes
         body = await self._read_body(receive, limit)
         if body is None:
             err = GatewayError("payload_too_large", f"The body is larger than the limit of {limit} bytes.", limit_bytes=limit)
             await _send_problem(send, err, request_id)
+            return
+        if self.stream_app is not None and scope["method"] == "POST" and path in STREAM_PATHS and wants_stream(body):
+            # what the Function URL serves when deployed: true SSE, frames sent as produced
+            await self.stream_app(scope, _replay(body, receive), send)
             return
         module = handler_module_for(path)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -169,6 +172,37 @@ class LocalGateway:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._pool, fn, event, context)
         await _send_result(send, result)
+
+
+STREAM_PATH = "/chat/completions"
+# and the front doors' streamed chat routes (llm_gateway/compat), which the streaming app also serves
+STREAM_PATHS = frozenset({STREAM_PATH, "/openai/v1/chat/completions", "/anthropic/v1/messages"})
+
+
+def wants_stream(body: bytes) -> bool:
+    """Whether a chat body asks for `"stream": true` (parsed only when the word is there)."""
+    if b'"stream"' not in body:
+        return False
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and value.get("stream") is True
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that yields the already-read body once, then the client's own messages
+    (so the streaming app still sees `http.disconnect`)."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _send_result(send: Send, result: dict[str, Any]) -> None:

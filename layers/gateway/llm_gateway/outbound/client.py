@@ -22,7 +22,7 @@ import httpx
 
 from llm_gateway.api.errors import GatewayError, redact
 from llm_gateway.outbound.breaker import BreakerRegistry, Permit
-from llm_gateway.outbound.control import CANCELLED, CallControl, current_control
+from llm_gateway.outbound.control import CANCELLED, CallControl, current_control, watchdog
 
 DEFAULT_CONNECT_S = float(os.environ.get("LLMGW_CONNECT_TIMEOUT_S", "5"))
 DEFAULT_READ_S = float(os.environ.get("LLMGW_READ_TIMEOUT_S", "60"))
@@ -138,6 +138,7 @@ class OutboundClient:
         permit = self.breakers.acquire(provider_id, url)
         resp = self._open(provider_id, method, url, timeout, kwargs, permit, control)
         remove = self._guard(resp, control)
+        self._reusable(resp, control)
         _judge_status(permit, resp.status_code, final=False)
         try:
             if control is not None:
@@ -198,6 +199,11 @@ class OutboundClient:
             pass
         return control.on_abort(lambda: _shutdown(resp))
 
+    @staticmethod
+    def _reusable(resp: httpx.Response, control: CallControl | None) -> None:
+        if isinstance(resp.stream, httpx.SyncByteStream) and resp.status_code < 400:
+            resp.stream = _Draining(resp.stream, control)
+
     def _failed(self, provider_id: str, exc: httpx.HTTPError, permit: Permit, control: CallControl | None) -> GatewayError:
         if control is not None and control.reason == CANCELLED:
             permit.neutral()
@@ -234,6 +240,64 @@ def _judge_status(permit: Permit, status: int, *, final: bool) -> None:
         permit.neutral()
     elif status >= 400 or final:
         permit.success()
+
+
+DRAIN_S = 0.05
+DRAIN_BYTES = 64 * 1024
+
+
+class _Draining(httpx.SyncByteStream):
+    """A streamed body that, when its reader stops early, reads what is left before it closes.
+
+    Adapters stop reading at the stream's end marker (`[DONE]`, `message_stop`…), one step before
+    the chunked-encoding terminator; closing the body there drops the connection, and the next
+    streamed call to that provider pays a new TCP + TLS handshake. Reading the rest — usually
+    just the terminator, already received — puts the connection back in the pool. Bounded: at
+    most `DRAIN_S` and `DRAIN_BYTES` (the watchdog shuts the socket if a read blocks), then the
+    connection is simply not reused."""
+
+    def __init__(self, inner: httpx.SyncByteStream, control: CallControl | None) -> None:
+        self.inner = inner
+        self.control = control
+
+    def __iter__(self) -> Iterator[bytes]:
+        it = iter(self.inner)
+        try:
+            for chunk in it:  # not `yield from`: that would close `it` before we can drain it
+                yield chunk
+        except GeneratorExit:
+            self._drain(it)
+            raise
+
+    def _drain(self, it: Iterator[bytes]) -> None:
+        if self.control is not None and self.control.reason is not None:
+            return  # aborted: the socket is already shut
+        stop = CallControl(ttft_s=DRAIN_S, total_s=DRAIN_S)
+        stop.on_abort(lambda: _shutdown_stream(self.inner))
+        watchdog().watch(stop)
+        try:
+            size = 0
+            for chunk in it:
+                size += len(chunk)
+                if size > DRAIN_BYTES or stop.reason is not None:
+                    return
+        except Exception:  # noqa: BLE001 - then the connection is simply not reused
+            return
+        finally:
+            stop.release()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _shutdown_stream(stream: Any) -> None:
+    """Shut the socket under an httpx/httpcore response stream (drain took too long)."""
+    try:
+        inner = stream._stream._stream  # httpx ResponseStream -> httpcore PoolByteStream -> HTTP11ConnectionByteStream
+        sock = inner._connection._network_stream.get_extra_info("socket")
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _shutdown(resp: httpx.Response) -> None:

@@ -262,6 +262,7 @@ class Watchdog:
         self._cv = threading.Condition(threading.Lock())
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
+        self._compact_at = 4096
 
     def watch(self, control: CallControl) -> None:
         when = control.next_deadline()
@@ -269,6 +270,10 @@ class Watchdog:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="llmgw-watchdog", daemon=True)
                 self._thread.start()
+            if len(self._heap) >= self._compact_at:  # finished attempts linger until their deadline: drop them
+                self._heap = [e for e in self._heap if not e[2].released]
+                heapq.heapify(self._heap)
+                self._compact_at = max(4096, 2 * len(self._heap))
             heapq.heappush(self._heap, (when, next(self._seq), control))
             if self._heap[0][2] is control:
                 self._cv.notify()

@@ -111,12 +111,17 @@ class CallPlan:
 
     def final(self, exc: GatewayError) -> GatewayError:
         """The error the client gets when no attempt succeeded: the deciding one, with the trail."""
-        if len(self.attempts) > 1 or self.skipped:
-            exc.extra["attempts"] = [{k: v for k, v in a.items() if k != "detail"} for a in self.attempts]
-            if self.skipped:
-                exc.extra["fallback_skipped"] = list(self.skipped)
-            if len(self.attempts) > 1 and not exc.detail.startswith("All "):
-                exc.detail = f"All {len(self.attempts)} models failed; the last: {exc.detail}"
+        if self.strategy is None or "attempts" in exc.extra:
+            return exc
+        exc.extra["attempts"] = [{k: v for k, v in a.items() if k != "detail"} for a in self.attempts]
+        if self.skipped:
+            exc.extra["fallback_skipped"] = list(self.skipped)
+        if len(self.attempts) > 1:
+            exc.detail = f"All {len(self.attempts)} models failed; the last: {exc.detail}"
+        untried = len(self.models) - len(self.attempts) - sum(1 for s in self.skipped if s["model"] in {m.id for m in self.models})
+        if untried > 0 and exc.code in ("provider_error", "provider_timeout", "rate_limited"):
+            why = "the request was cancelled" if self.cancelled() else "no time was left within the total timeout"
+            exc.detail += f" {untried} fallback model(s) not tried: {why}."
         return exc
 
 
