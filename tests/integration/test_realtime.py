@@ -522,3 +522,24 @@ def test_sessions_end_at_the_maximum_duration(gateway, monkeypatch):
     finally:
         monkeypatch.delenv("LLMGW_REALTIME_MAX_S")
         reset_settings()
+
+
+def test_text_only_sessions_and_per_response_overrides(gateway):
+    from llm_gateway.media import samples
+
+    c = open_session(gateway, modalities=["text"], input_audio_format="wav")
+    events = turn(c, samples.speech_wav("just text please"))
+    assert not of(events, "response.audio.delta")
+    assert "".join(e["delta"] for e in of(events, "response.text.delta")) == "You said: just text please"
+    assert of(events, "response.text.done")[0]["text"] == "You said: just text please"
+    assert events[-1]["response"]["output"][0]["content"][0] == {"type": "text", "text": "You said: just text please"}
+    # one response with audio, in a wav container, without changing the session
+    c.append(samples.speech_wav("and now speak"))
+    c.send({"type": "response.create", "response": {"modalities": ["audio", "text"], "output_audio_format": "wav"}})
+    events = c.until("response.done")
+    wav = audio_of(events)
+    assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
+    c.send({"type": "response.create", "response": {"voice": 3}})
+    err = c.until("error")[-1]["error"]
+    assert err["code"] == "invalid_event" and err["param"] == "response.voice"
+    close_session(c)
