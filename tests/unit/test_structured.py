@@ -45,3 +45,18 @@ def test_invalid_response_schema_is_rejected_before_any_call():
     with pytest.raises(GatewayError) as info:
         prepare_response_schema(req)
     assert info.value.code == "validation_error" and "response_schema.json_schema" in info.value.detail
+
+
+def test_2020_12_only_keywords_take_the_full_validator():
+    schema = {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}], "items": False}
+    assert validate_answer(schema, '[1, "a"]') == [1, "a"]
+    with pytest.raises(GatewayError) as info:
+        validate_answer(schema, '[1, "a", 3]')  # draft 7 would ignore prefixItems and accept this
+    assert info.value.errors
+
+
+def test_fast_path_is_cached_per_schema():
+    from llm_gateway.registry import schemas
+
+    validate_answer(SCHEMA, '{"name": "Ada", "age": 1}')
+    assert schemas._fast[schemas.schema_hash(SCHEMA)]
