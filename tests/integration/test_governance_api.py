@@ -431,3 +431,39 @@ def test_at_most_two_sequential_dynamodb_round_trips(gov, monkeypatch):
     assert names == sorted(["UpdateItem", "UpdateItem", "BatchGetItem",  # pre: 2 rate limits + the budgets
                             "PutItem", "UpdateItem", "UpdateItem", "UpdateItem", "UpdateItem", "UpdateItem"])
     # post: usage record, aggregate, 2 budget charges, 2 token corrections
+
+
+# ---------------------------------------------------------------- other routes
+
+
+def test_embeddings_are_governed_too(gov, api):
+    gov.configure(approved_models=["mock::echo"], limits={"tenant": {"rpm": 1}})
+    body = {"model": "mock::embed", "input": ["a few words"]}
+    resp = api.call("POST", "/embeddings", json_body=body, key=gov.alice)
+    assert (resp.status, problem(resp)["code"]) == (403, "model_not_approved")
+    gov.configure(approved_models=["mock::*"], limits={"tenant": {"rpm": 1}})
+    ok = api.call("POST", "/embeddings", json_body=body, key=gov.alice)
+    assert ok.status == 200 and ok.headers["x-ratelimit-remaining-requests"] == "0"
+    assert problem(api.call("POST", "/embeddings", json_body=body, key=gov.alice))["code"] == "rate_limited"
+
+
+def test_a_stream_the_client_abandons_is_charged(gov, api):
+    """The consumer stops reading after the first frames (client gone): the generator is closed,
+    and what was generated is still charged to the budget and recorded."""
+    from llm_gateway.service.chat import chat_service
+    from llm_gateway.service.http import HttpRequest
+    from llm_gateway.stores.budgets import BudgetStore, budget_key, period_window
+
+    gov.configure(budgets=[{"scope": "tenant", "period": "daily", "limit_usd": 10}])
+    body = json.dumps({"model": "mock::echo", "stream": True, "messages": [user("one two three four five six seven eight")]})
+    req = HttpRequest("POST", "/chat/completions", {"authorization": f"Bearer {gov.alice}", "content-type": "application/json"},
+                      body.encode(), request_id="req_abandon")
+    resp = chat_service().chat_completions(req)
+    frames = iter(resp.stream)
+    next(frames), next(frames), next(frames)
+    resp.stream.close()
+    key = budget_key(TENANT, period_window("daily", __import__("time").time())[0])
+    assert BudgetStore().spent([key])[key] > 0
+    terminal = [e for e in gov.recorder.events if e["detail-type"] != "request.started"][-1]
+    assert terminal["detail-type"] == "request.completed" and terminal["detail"]["outcome"] == "cancelled"
+    assert terminal["detail"]["usage"]["output_tokens"] > 0

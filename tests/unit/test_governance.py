@@ -213,3 +213,21 @@ def test_govern_for_other_routes(aws):
     other = ctx_for()
     other.model = get_catalog().resolve("openai::gpt-4o-mini")
     assert error(lambda: gov.govern(other, estimate=1)).code == "model_not_approved"
+
+
+def test_per_tenant_metrics_are_one_emf_blob_with_tenant_and_model_dimensions(monkeypatch, capsys):
+    import json as _json
+
+    from llm_gateway.pipeline import usage
+
+    monkeypatch.setattr(usage, "_METRICS_ON", True)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    ctx = ctx_for()
+    ctx.usage = TokenUsage(input_tokens=7, output_tokens=3)
+    ctx.cost = 0.25
+    usage.tenant_metrics(ctx, "mock::echo", 12.5)
+    blob = _json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    directive = blob["_aws"]["CloudWatchMetrics"][0]
+    assert set(directive["Dimensions"][0]) >= {"tenant_id", "model"}
+    assert blob["tenant_id"] == "acme" and blob["model"] == "mock::echo"
+    assert blob["Requests"] == [1.0] and blob["InputTokens"] == [7.0] and blob["CostUSD"] == [0.25] and blob["Errors"] == [0.0]

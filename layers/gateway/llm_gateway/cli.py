@@ -65,6 +65,10 @@ def _iso(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _money(v: float) -> str:
+    return f"${v:,.2f}" if v >= 0.01 or v == 0 else f"${v:.6f}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-gateway", description="LLM Gateway administration.")
     parser.add_argument("--endpoint-url", help="AWS endpoint (an emulator, e.g. the local server's embedded AWS)")
@@ -293,7 +297,7 @@ def _status(store: Any, tenant: str, user: str | None) -> None:
         k = budget_key(tenant, key, None if b.scope == "tenant" else user)
         spent = budgets.spent([k])[k]
         label = "tenant" if b.scope == "tenant" else f"user {user}"
-        print(f"  {b.period} budget, {label}: ${spent:.4f} of ${b.limit_usd:.2f} (resets {_iso(resets)})")
+        print(f"  {b.period} budget, {label}: {_money(spent)} of {_money(b.limit_usd)} (resets {_iso(resets)})")
 
 
 def _keys(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from llm_gateway.api.models import EmbeddingRequest
 from llm_gateway.api.render import usage_body
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.pipeline.invoke import DEFAULT_TOTAL_MS
+from llm_gateway.pipeline.governance import get_governance
 from llm_gateway.pipeline.usage import UsageReporter
 from llm_gateway.providers import adapter_for
 from llm_gateway.providers.base import Deadline, EmbedCall, TokenUsage
@@ -65,6 +66,8 @@ class EmbeddingsPipeline:
             ctx.model = model
             Catalog.require(model, frozenset({"embeddings"}))
             inputs = self._inputs(request)
+            # approval, rate limits (about four characters a token) and budgets: pipeline/governance.py
+            get_governance().govern(ctx, estimate=sum(len(t) for t in inputs) // 4 + 1)
             limit_dims = model.limits.get("max_dimensions") or model.limits.get("dimensions")
             if request.dimensions is not None:
                 if not model.limits.get("flexible_dimensions", model.provider.kind == "mock"):
