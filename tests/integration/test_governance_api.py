@@ -314,6 +314,8 @@ def test_scopes_limit_what_a_key_can_do(gov, api):
     assert (resp.status, problem(resp)["code"]) == (403, "forbidden")
     inference = gov.key("app", scopes=["inference"])
     assert problem(api.call("GET", "/usage", key=inference))["code"] == "forbidden"
+    embed = api.call("POST", "/embeddings", json_body={"model": "mock::embed", "input": "x"}, key=dashboard)
+    assert (embed.status, problem(embed)["code"]) == (403, "forbidden")
 
 
 def test_unknown_tenant_is_refused_when_the_policy_is_deny(gov, monkeypatch):

@@ -6,7 +6,7 @@ from llm_gateway import resets
 from llm_gateway.api.errors import GatewayError
 from llm_gateway.api.models import EmbeddingRequest
 from llm_gateway.api.parse import check_body, parse_model
-from llm_gateway.pipeline.auth import Authenticator
+from llm_gateway.pipeline.auth import Authenticator, require_scope
 from llm_gateway.pipeline.context import RequestContext, new_request_id
 from llm_gateway.pipeline.embeddings import EmbeddingsPipeline
 from llm_gateway.service.http import HttpRequest, HttpResponse
@@ -21,6 +21,7 @@ class EmbeddingsService:
         rid = req.request_id or new_request_id()
         try:
             principal = self.auth.authenticate(req.headers, req.authorizer)
+            require_scope(principal, "embeddings")
             ctx = RequestContext(principal=principal, request_id=rid, route="embeddings")
             request = parse_model(EmbeddingRequest, check_body(req.body, req.headers.get("content-type")))
             body = self.pipeline.run(ctx, request)
