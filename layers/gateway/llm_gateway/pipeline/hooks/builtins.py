@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from llm_gateway.pipeline.hooks.base import Hook, HookContext, HookResult, ResponseView, text_parts
@@ -16,7 +17,7 @@ class HookConfigError(ValueError):
     """A hook specification in a tenant's configuration is invalid."""
 
 
-class _TextHook(Hook):
+class _TextHook(Hook, ABC):
     """A local hook that finds spans in text and then blocks or masks them."""
 
     what = "content"
@@ -28,11 +29,13 @@ class _TextHook(Hook):
         self.action = action
         self.redacts = action == "redact"
 
+    @abstractmethod
     def find(self, text: str) -> list[Span]:
-        raise NotImplementedError
+        """The spans this hook acts on."""
 
+    @abstractmethod
     def summary(self, spans: list[Span]) -> str:
-        raise NotImplementedError
+        """What was found, by count only (never the content)."""
 
     def spans(self, text: str) -> list[Span]:
         return self.find(text)
