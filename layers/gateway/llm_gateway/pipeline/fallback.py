@@ -115,13 +115,21 @@ def run_parallel(plan: "CallPlan", start: Callable[["ModelSpec"], "Attempt"], ru
             value = run(attempts[i])
         except GatewayError as exc:
             with lock:
-                errors[i] = exc
+                # an attempt we cancelled may surface its cut-off response as any error (a broken
+                # stream reads as provider_error): once the race is won, it is simply cancelled
+                if attempts[i].control.reason != CANCELLED:
+                    errors[i] = exc
                 state["left"] -= 1
                 if state["left"] == 0:
                     done.set()
             return
         except BaseException as exc:  # noqa: BLE001 - a broken adapter is a provider error
             with lock:
+                if attempts[i].control.reason == CANCELLED:
+                    state["left"] -= 1
+                    if state["left"] == 0:
+                        done.set()
+                    return
                 errors[i] = GatewayError("provider_error", f"Provider '{attempts[i].call.model.provider.id}' adapter failed ({type(exc).__name__}).",
                                          provider=attempts[i].call.model.provider.id)
                 state["left"] -= 1
