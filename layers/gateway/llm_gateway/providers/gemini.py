@@ -7,7 +7,9 @@ Request mapping
 - text -> `{"text"}`; media -> `inlineData` (mimeType + base64, from the bytes the pipeline put in
   `call.extra["media"][url]` or a `data:` URL) or `fileData` (fileUri + mimeType, for `gs://`,
   Gemini Files API URIs, and YouTube URLs on video parts). Any other URL without inline bytes is
-  `capability_not_supported` before any call.
+  `capability_not_supported` before any call. Fetched media too large to go inline (over the
+  model's `inline_media_max_bytes` per call, default 14 MB) is uploaded with the Files API first
+  and sent as `fileData` (`gemini_files.py`: options, wire format, processing wait, deletion).
 - assistant `tool_call` parts -> `functionCall` parts (role `model`); `tool_result` parts ->
   `functionResponse` parts (role `user`). Gemini matches results to calls by function *name*,
   so the adapter maps `tool_call_id` -> name from the history; an unknown id is a
@@ -59,6 +61,7 @@ from llm_gateway.api.errors import GatewayError
 from llm_gateway.outbound.client import provider_status_error
 from llm_gateway.outbound.credentials import resolve_credential
 from llm_gateway.providers.base import ChatResult, ProviderAdapter, ProviderCall, StreamDelta, TokenUsage
+from llm_gateway.providers.gemini_files import GeminiFiles, Media, fetched_media, to_upload
 from llm_gateway.providers.sse import iter_sse
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
@@ -356,8 +359,11 @@ class GeminiAdapter(ProviderAdapter):
                 if part.type in ("image", "audio", "video", "document"):
                     self._media_part(part, call, f"messages[{mi}].content[{pi}]")
 
-    def _media_part(self, part: Any, call: ProviderCall, path: str) -> dict[str, Any]:
+    def _media_part(self, part: Any, call: ProviderCall, path: str, files: dict[str, Any] | None = None) -> dict[str, Any]:
         url: str = part.url
+        uploaded = files.get(url) if files else None
+        if uploaded is not None:  # too large to go inline: uploaded with the Files API (gemini_files.py)
+            return {"fileData": {"mimeType": uploaded.mime_type, "fileUri": uploaded.uri}}
         supplied = (call.extra.get("media") or {}).get(url)
         if isinstance(supplied, dict) and supplied.get("data"):
             mime = supplied.get("media_type") or self._guess_mime(part, path)
@@ -391,7 +397,7 @@ class GeminiAdapter(ProviderAdapter):
             raise _invalid(f"{path}.url", f"the media type of this {part.type} could not be determined (Gemini needs it)")
         return mime
 
-    def _contents(self, call: ProviderCall) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _contents(self, call: ProviderCall, files: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         contents: list[dict[str, Any]] = []
         system: list[dict[str, Any]] = []
         names: dict[str, str] = {}
@@ -425,7 +431,7 @@ class GeminiAdapter(ProviderAdapter):
                     gpart = {"functionResponse": {"name": name, "response": _tool_response(tr.content)}}
                     role = "user"
                 else:
-                    gpart = self._media_part(part, call, f"messages[{mi}].content[{pi}]")
+                    gpart = self._media_part(part, call, f"messages[{mi}].content[{pi}]", files)
                 if contents and contents[-1]["role"] == role:
                     contents[-1]["parts"].append(gpart)
                 else:
@@ -437,9 +443,10 @@ class GeminiAdapter(ProviderAdapter):
     def _native_schema(self, call: ProviderCall) -> bool:
         return call.model.options.get("schema_mode") == "json_schema"
 
-    def build_body(self, call: ProviderCall) -> dict[str, Any]:
+    def build_body(self, call: ProviderCall, files: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The `generateContent` body; `files` maps media URLs to their Files API uploads."""
         req = call.request
-        contents, system = self._contents(call)
+        contents, system = self._contents(call, files)
         body: dict[str, Any] = {"contents": contents}
         if system:
             body["systemInstruction"] = {"parts": system}
@@ -732,12 +739,16 @@ class GeminiAdapter(ProviderAdapter):
                 raise GatewayError("provider_error", f"Provider '{self.provider.id}' returned no image (filtered or empty).",
                                    provider=self.provider.id)
             return ChatResult(content=parts, tool_calls=[], finish_reason="stop", usage=TokenUsage(images=len(parts)))
-        body = self.build_body(call)
-        gen = body.setdefault("generationConfig", {})
-        gen["responseModalities"] = ["TEXT", "IMAGE"]
-        if option(req, "aspect_ratio"):
-            gen["imageConfig"] = {"aspectRatio": option(req, "aspect_ratio")}
-        data = self._post_json(f"/{name}:generateContent", body, call.deadline)
+        files = GeminiFiles(self, call)
+        try:
+            body = self._body_with_uploads(call, files)
+            gen = body.setdefault("generationConfig", {})
+            gen["responseModalities"] = ["TEXT", "IMAGE"]
+            if option(req, "aspect_ratio"):
+                gen["imageConfig"] = {"aspectRatio": option(req, "aspect_ratio")}
+            data = self._post_json(f"/{name}:generateContent", body, call.deadline)
+        finally:
+            files.delete()
         content = self._inline_parts(data, call)
         images = sum(1 for p in content if p["type"] == "image")
         if not images:
@@ -807,11 +818,20 @@ class GeminiAdapter(ProviderAdapter):
             instruction += f" Context: {option(call.request, 'prompt')}"
         parts: list[dict[str, Any]] = [{"text": instruction}]
         seconds = 0.0
-        for item in items:
-            parts.append({"inlineData": {"mimeType": item.media_type, "data": base64.b64encode(item.data).decode("ascii")}})
-            seconds += (samples.wav_duration(item.data) if item.media_type == "audio/wav" else None) or 0.0
-        data = self._post_json(f"/{self._model_path(call.model)}:generateContent", {"contents": [{"role": "user", "parts": parts}]},
-                               call.deadline)
+        files = GeminiFiles(self, call)
+        try:
+            uploaded = files.upload(to_upload(call, [Media(i.url, i.kind, i.media_type, len(i.data), i.data) for i in items]))
+            for item in items:
+                f = uploaded.get(item.url)
+                if f is not None:
+                    parts.append({"fileData": {"mimeType": f.mime_type, "fileUri": f.uri}})
+                else:
+                    parts.append({"inlineData": {"mimeType": item.media_type, "data": base64.b64encode(item.data).decode("ascii")}})
+                seconds += (samples.wav_duration(item.data) if item.media_type == "audio/wav" else None) or 0.0
+            data = self._post_json(f"/{self._model_path(call.model)}:generateContent", {"contents": [{"role": "user", "parts": parts}]},
+                                   call.deadline)
+        finally:
+            files.delete()
         result = self.parse_result(data, call)
         result.usage.seconds = seconds
         return result
@@ -868,11 +888,23 @@ class GeminiAdapter(ProviderAdapter):
 
     # ------------------------------------------------------------ calls
 
+    def _body_with_uploads(self, call: ProviderCall, files: GeminiFiles) -> dict[str, Any]:
+        """The request body, with the media too large to go inline uploaded first (gemini_files.py)."""
+        large = to_upload(call, fetched_media(call))
+        if not large:
+            return self.build_body(call)
+        self.build_body(call)  # a request the gateway refuses is refused before anything is uploaded
+        return self.build_body(call, files.upload(large))
+
     def chat(self, call: ProviderCall) -> ChatResult:
-        body = self.build_body(call)
-        remaining = max(0.001, call.deadline.remaining())
-        resp = self.http.request(self.provider.id, "POST", self._url(call, stream=False), json=body, headers=self.headers(),
-                                 timeout=httpx.Timeout(remaining, connect=min(10.0, remaining)))
+        files = GeminiFiles(self, call)
+        try:
+            body = self._body_with_uploads(call, files)
+            remaining = max(0.001, call.deadline.remaining())
+            resp = self.http.request(self.provider.id, "POST", self._url(call, stream=False), json=body, headers=self.headers(),
+                                     timeout=httpx.Timeout(remaining, connect=min(10.0, remaining)))
+        finally:
+            files.delete()
         if resp.status_code >= 400:
             raise self.error_from(resp.status_code, resp.text, resp.headers)
         try:
@@ -884,11 +916,15 @@ class GeminiAdapter(ProviderAdapter):
         return self.parse_result(data, call)
 
     def stream(self, call: ProviderCall) -> Iterator[StreamDelta]:
-        body = self.build_body(call)
-        first = max(0.001, call.deadline.first_token_remaining())
-        with self.http.stream(self.provider.id, "POST", self._url(call, stream=True), json=body, headers=self.headers(),
-                              timeout=httpx.Timeout(first, connect=min(first, 10.0))) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                raise self.error_from(resp.status_code, resp.text, resp.headers)
-            yield from self.parse_stream(resp.iter_lines(), call)
+        files = GeminiFiles(self, call)
+        try:
+            body = self._body_with_uploads(call, files)
+            first = max(0.001, call.deadline.first_token_remaining())
+            with self.http.stream(self.provider.id, "POST", self._url(call, stream=True), json=body, headers=self.headers(),
+                                  timeout=httpx.Timeout(first, connect=min(first, 10.0))) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise self.error_from(resp.status_code, resp.text, resp.headers)
+                yield from self.parse_stream(resp.iter_lines(), call)
+        finally:
+            files.delete()
