@@ -43,6 +43,33 @@ def test_ids_are_unique_and_depend_on_the_key(monkeypatch):
     assert ids.parse("job", job_id, "t") is None
 
 
+def test_the_id_key_can_come_from_secrets_manager_and_never_falls_back_to_the_built_in_key(monkeypatch):
+    """What the CDK stack deploys: LLMGW_ID_KEY_SECRET_ARN names a generated secret."""
+    from moto import mock_aws
+
+    from llm_gateway import resets
+    from llm_gateway.stores.aws import client
+
+    monkeypatch.delenv("LLMGW_ID_KEY", raising=False)
+    monkeypatch.delenv("LLMGW_AWS_ENDPOINT_URL", raising=False)
+    exp = time.time() + 60
+    builtin = ids.mint("job", "t", exp)
+    with mock_aws():
+        resets.reset_all()
+        arn = client("secretsmanager").create_secret(Name="llmgw-id-key", SecretString="s3cr3t-per-deployment")["ARN"]
+        monkeypatch.setenv("LLMGW_ID_KEY_SECRET_ARN", arn)
+        job_id = ids.mint("job", "t", exp)
+        assert ids.parse("job", job_id, "t") is not None
+        assert ids.parse("job", builtin, "t") is None  # the built-in key no longer verifies
+        monkeypatch.setenv("LLMGW_ID_KEY", "s3cr3t-per-deployment")  # the same key, set directly
+        assert ids.parse("job", job_id, "t") is not None
+        monkeypatch.delenv("LLMGW_ID_KEY")
+        monkeypatch.setenv("LLMGW_ID_KEY_SECRET_ARN", arn.replace("llmgw-id-key", "missing"))
+        with pytest.raises(RuntimeError, match="LLMGW_ID_KEY_SECRET_ARN"):
+            ids.mint("job", "t", exp)
+    resets.reset_all()
+
+
 # ---------------------------------------------------------------- the state machine definition
 
 

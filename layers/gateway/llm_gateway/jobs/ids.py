@@ -11,7 +11,9 @@ So, without any read:
 
 The MAC keeps those two answers honest; it is not what isolates tenants (every read also checks
 the stored tenant). Set `LLMGW_ID_KEY` to a random value per deployment so ids cannot be minted
-outside the gateway.
+outside the gateway — or, as the CDK stack does, `LLMGW_ID_KEY_SECRET_ARN` to a Secrets Manager
+secret holding it (read once per process; the key never sits in the Lambda configuration). When
+that secret cannot be read, minting and checking ids fail rather than fall back to the built-in key.
 """
 
 from __future__ import annotations
@@ -30,7 +32,17 @@ _DEFAULT_KEY = b"llmgw-ids-v1"
 
 def _key() -> bytes:
     raw = os.environ.get("LLMGW_ID_KEY")
-    return raw.encode("utf-8") if raw else _DEFAULT_KEY
+    if raw:
+        return raw.encode("utf-8")
+    secret_id = os.environ.get("LLMGW_ID_KEY_SECRET_ARN")
+    if secret_id:
+        from llm_gateway.stores.secrets import get_secret_string  # cached per process
+
+        value = get_secret_string(secret_id)
+        if not value:
+            raise RuntimeError("the id key secret (LLMGW_ID_KEY_SECRET_ARN) does not exist or is empty")
+        return value.encode("utf-8")
+    return _DEFAULT_KEY
 
 
 def _b36(n: int) -> str:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from llm_gateway import resets
 from llm_gateway.stores.aws import client
 
 _cache: dict[str, str | None] = {}
+
+
+@resets.register
+def clear_secret_cache() -> None:
+    _cache.clear()
 
 
 def get_secret_string(secret_id: str) -> str | None:
