@@ -13,6 +13,10 @@
 | `hookFunctionPrefix` | `llmgw-hook-` | functions may invoke tenant hook functions named `<prefix>*` |
 | `providerEnv` | `[]` | names of env vars copied from the deploying shell into the functions (dev only: values are visible in the Lambda configuration) |
 | `extraEnv` | `{}` | more plain settings for every function (`LLMGW_CATALOG`, `LLMGW_EGRESS_BASE_URL`, ...) |
+| `httpAuthorizer` | `lambda` (`jwt` when `jwtIssuer` is set) | the HTTP API routes' authorizer: `lambda` (API keys, functions/authorizer), `jwt` (API Gateway's JWT authorizer) or `none` (the functions check the key themselves) |
+| `authorizerCacheTtlSeconds` | `30` | how long API Gateway caches the Lambda authorizer's answer per key (0-3600; 0 = no cache, and either key header works on every route) |
+| `jwtIssuer`, `jwtAudience` | unset | the JWT authorizer's issuer URL and audience(s) (string or list) |
+| `jwtTenantClaim`, `jwtUserClaim`, `jwtScopesClaim` | `tenant_id`, `sub`, `scope` | claims naming the tenant, user and scopes (`LLMGW_JWT_*_CLAIM` on the API functions) |
 | `nag` | `true` | run cdk-nag's AwsSolutions checks when cdk-nag is installed |
 """
 
@@ -59,6 +63,13 @@ class GatewayConfig:
     hook_function_prefix: str = "llmgw-hook-"
     provider_env: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    http_authorizer: str = "lambda"  # lambda | jwt | none
+    authorizer_cache_ttl_s: int = 30  # LLMGW_AUTH_CACHE_TTL_S's default: the longest a revoked key may keep working
+    jwt_issuer: str | None = None
+    jwt_audience: tuple[str, ...] = ()
+    jwt_tenant_claim: str = "tenant_id"
+    jwt_user_claim: str = "sub"
+    jwt_scopes_claim: str = "scope"
     nag: bool = True
     # A deploy needs real assets: fail early instead of shipping a function without its deps.
     require_built_assets: bool = True
@@ -99,7 +110,44 @@ class GatewayConfig:
             changes["extra_env"] = {str(k): str(v) for k, v in _as_json(get("extraEnv")).items()}
         if get("nag") is not None:
             changes["nag"] = _as_bool(get("nag"))
-        return replace(cfg, **changes)
+        if get("jwtIssuer"):
+            changes["jwt_issuer"] = str(get("jwtIssuer"))
+        if get("jwtAudience"):
+            audience = get("jwtAudience")
+            if isinstance(audience, str) and audience.strip().startswith("["):
+                audience = json.loads(audience)
+            changes["jwt_audience"] = tuple(str(a) for a in ([audience] if isinstance(audience, str) else audience))
+        for key, attr in (("jwtTenantClaim", "jwt_tenant_claim"), ("jwtUserClaim", "jwt_user_claim"),
+                          ("jwtScopesClaim", "jwt_scopes_claim")):
+            if get(key):
+                changes[attr] = str(get(key))
+        if get("httpAuthorizer"):
+            changes["http_authorizer"] = str(get("httpAuthorizer")).strip().lower()
+        elif changes.get("jwt_issuer"):
+            changes["http_authorizer"] = "jwt"
+        if get("authorizerCacheTtlSeconds") is not None:
+            changes["authorizer_cache_ttl_s"] = int(get("authorizerCacheTtlSeconds"))
+        return replace(cfg, **changes).checked()
+
+    def checked(self) -> GatewayConfig:
+        """Refuse authorizer settings API Gateway would reject (at deploy time, much later)."""
+        if self.http_authorizer not in ("lambda", "jwt", "none"):
+            raise SystemExit(f"httpAuthorizer={self.http_authorizer!r}: use lambda, jwt or none")
+        if not 0 <= self.authorizer_cache_ttl_s <= 3600:
+            raise SystemExit(f"authorizerCacheTtlSeconds={self.authorizer_cache_ttl_s}: API Gateway allows 0 to 3600")
+        if self.http_authorizer == "jwt":
+            if not (self.jwt_issuer or "").startswith("https://"):
+                raise SystemExit("httpAuthorizer=jwt needs jwtIssuer, the issuer's https:// URL (its OIDC discovery document)")
+            if not self.jwt_audience:
+                raise SystemExit("httpAuthorizer=jwt needs jwtAudience (one value or a list)")
+        return self
+
+    def jwt_environment(self) -> dict[str, str]:
+        """The claim names the API functions read from `requestContext.authorizer.jwt.claims`."""
+        if self.http_authorizer != "jwt":
+            return {}
+        return {"LLMGW_JWT_TENANT_CLAIM": self.jwt_tenant_claim, "LLMGW_JWT_USER_CLAIM": self.jwt_user_claim,
+                "LLMGW_JWT_SCOPES_CLAIM": self.jwt_scopes_claim}
 
     # -- assets -----------------------------------------------------------------------------
 

@@ -77,6 +77,9 @@ class FunctionSpec:
     provider_secrets: bool = True  # may read provider credentials from Secrets Manager
     audit_events: bool = True  # may put audit events on the gateway's event bus
     hooks: bool = True  # may invoke tenants' pre/post hook functions (named <hookFunctionPrefix>*)
+    # Submits, reads and cancels jobs and batches: states:StartExecution on the work state machine,
+    # StopExecution/DescribeExecution on its executions, LLMGW_JOB_STATE_MACHINE_ARN and the id key.
+    job_control: bool = False
     # Extra pip requirements bundled into the function's own asset (build/functions/<family>).
     # `functions/<family>/requirements.txt` is added to these when it exists.
     requirements: tuple[str, ...] = ()
@@ -87,6 +90,8 @@ class FunctionSpec:
 REQUEST_TABLES = {"keys_table": READ, "tenants_table": READ, "usage_table": WRITE, "counters_table": READ_WRITE}
 # Generation also resolves GTS tool types and reads/writes media.
 CHAT_TABLES = {**REQUEST_TABLES, "types_table": READ}
+# POST /chat/completions with "async": true, or on a long-running (video) model, becomes a job.
+CHAT_JOB_TABLES = {**CHAT_TABLES, "jobs_table": READ_WRITE}
 
 # Families served by the HTTP API (API Gateway v2 -> one Lambda per family).
 FUNCTIONS: tuple[FunctionSpec, ...] = (
@@ -94,8 +99,9 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         family="chat",
         description="LLM Gateway chat: POST /chat/completions (buffered SSE for stream=true), GET /models",
         routes=(("POST", "/chat/completions"), ("GET", "/models")),
-        tables=CHAT_TABLES,
+        tables=CHAT_JOB_TABLES,
         bucket=READ_WRITE,
+        job_control=True,
     ),
     FunctionSpec(
         family="embeddings",
@@ -110,6 +116,37 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
                 ("GET", "/anthropic/{proxy+}")),
         tables={**CHAT_TABLES, "batches_table": READ_WRITE},  # /openai/v1/batches runs on the native batches
         bucket=READ_WRITE,  # transcription and batch-file uploads, generated media read back (b64_json, speech)
+        job_control=True,
+    ),
+    FunctionSpec(
+        family="admin",
+        description="LLM Gateway tenant admin: GET /usage (the caller's own tenant's usage aggregates)",
+        routes=(("GET", "/usage"),),
+        memory_mb=512,
+        # authenticate (keys) and query the (day, model) aggregates kept in the usage table
+        tables={"keys_table": READ, "usage_table": READ},
+        provider_secrets=False, audit_events=False, hooks=False,
+    ),
+    FunctionSpec(
+        family="jobs",
+        description="LLM Gateway async jobs: POST /jobs, GET /jobs/{id}, DELETE /jobs/{id}",
+        routes=(("POST", "/jobs"), ("GET", "/jobs/{id}"), ("DELETE", "/jobs/{id}")),
+        # authenticate, resolve the model and check its approval (tenants; types for tool refs of a
+        # cancelled provider task), the job items; request/result JSON and presigned media in S3
+        tables={"keys_table": READ, "tenants_table": READ, "types_table": READ, "jobs_table": READ_WRITE},
+        bucket=READ_WRITE,
+        audit_events=False, hooks=False,  # runs no generation; provider secrets: cancel a provider task
+        job_control=True,
+    ),
+    FunctionSpec(
+        family="batches",
+        description="LLM Gateway batches: POST /batches, GET /batches/{id}, POST /batches/{id}/cancel, DELETE /batches/{id}",
+        routes=(("POST", "/batches"), ("GET", "/batches/{id}"), ("POST", "/batches/{id}/cancel"),
+                ("DELETE", "/batches/{id}")),
+        tables={"keys_table": READ, "tenants_table": READ, "batches_table": READ_WRITE},
+        bucket=READ_WRITE,  # the batch's input JSONL under jobs/<tenant>/
+        audit_events=False, hooks=False,  # runs no generation; provider secrets: cancel a provider batch
+        job_control=True,
     ),
 )
 
@@ -119,12 +156,33 @@ CHAT_STREAM = FunctionSpec(
     description="LLM Gateway streaming chat (SSE) behind a Function URL with response streaming",
     handler="run.sh",
     timeout_s=300,
-    tables=CHAT_TABLES,
+    tables=CHAT_JOB_TABLES,
     bucket=READ_WRITE,
+    job_control=True,
     requirements=("uvicorn>=0.30",),
 )
 
-ALL_FUNCTIONS: tuple[FunctionSpec, ...] = FUNCTIONS + (CHAT_STREAM,)
+# The jobs-and-batches state machine's Task function (not on the API): runs the job through the
+# chat pipeline or drives a provider task / batch, so it needs what chat needs plus both work tables.
+WORKFLOW = FunctionSpec(
+    family="workflow",
+    description="LLM Gateway jobs and batches: the work state machine's steps (start, poll, chunk, finish, fail)",
+    timeout_s=900,  # a gateway-run batch chunk runs LLMGW_BATCH_CHUNK_SIZE requests
+    tables={**CHAT_TABLES, "jobs_table": READ_WRITE, "batches_table": READ_WRITE},
+    bucket=READ_WRITE,
+)
+
+# The HTTP API's Lambda authorizer (also the WebSocket $connect authorizer): checks the API key.
+AUTHORIZER = FunctionSpec(
+    family="authorizer",
+    description="LLM Gateway Lambda authorizer: API key -> tenant, user, key id, scopes",
+    memory_mb=512,
+    timeout_s=10,
+    tables={"keys_table": READ},
+    provider_secrets=False, audit_events=False, hooks=False,
+)
+
+ALL_FUNCTIONS: tuple[FunctionSpec, ...] = FUNCTIONS + (CHAT_STREAM, WORKFLOW, AUTHORIZER)
 
 
 def routes() -> dict[str, tuple[tuple[str, str], ...]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
@@ -11,8 +12,10 @@ from infra import spec
 from infra.config import GatewayConfig
 from infra.constructs.api import HttpApi
 from infra.constructs.audit import AuditEvents
+from infra.constructs.auth import ApiAuth
 from infra.constructs.data import DataStore
 from infra.constructs.functions import Functions, SharedDeps
+from infra.constructs.jobs import WorkOrchestration
 from infra.constructs.layer import GatewayLayer
 from infra.constructs.observability import Observability
 from infra.constructs.streaming import Streaming
@@ -41,16 +44,33 @@ class GatewayStack(Stack):
             provider_secret_prefix=config.provider_secret_prefix,
             hook_function_prefix=config.hook_function_prefix,
         )
+        # Jobs and batches: the workflow function, the state machine, the id key; then every
+        # family with `job_control` gets the state machine ARN and its grants through deps.work.
+        self.work = WorkOrchestration(
+            self, "Work",
+            code=config.function_path(spec.WORKFLOW), deps=deps,
+            log_group=self.observability.log_group("WorkStateMachineLogs"), retain=config.retain_data,
+        )
+        self.observability.watch_state_machine("work", self.work.state_machine)
+        deps = replace(deps, work=self.work)
+        self.auth = ApiAuth(
+            self, "Auth",
+            mode=config.http_authorizer, cache_ttl_s=config.authorizer_cache_ttl_s,
+            jwt_issuer=config.jwt_issuer, jwt_audience=config.jwt_audience,
+            code=config.function_path(spec.AUTHORIZER) if config.http_authorizer == "lambda" else None, deps=deps,
+        )
         self.functions = Functions(
             self, "Functions",
             specs=spec.FUNCTIONS,
             code_paths={fs.family: config.function_path(fs) for fs in spec.FUNCTIONS},
             deps=deps,
+            extra_environment=config.jwt_environment(),
         )
         self.api = HttpApi(
             self, "Api",
             functions=self.functions.by_family, routes=spec.routes(),
             access_log_group=self.observability.log_group("HttpApiAccessLogs"),
+            authorizer_for=self.auth.for_route,
         )
         self.observability.watch_http_api(self.api.api)
         self.streaming = Streaming(
@@ -67,4 +87,10 @@ class GatewayStack(Stack):
             CfnOutput(self, f"{''.join(p.capitalize() for p in setting.split('_'))}Name", value=table.table_name,
                       description=f"{spec.table_env_var(setting)} for admin tools")
         CfnOutput(self, "AuditEventBusName", value=self.audit.bus.event_bus_name)
+        CfnOutput(self, "WorkStateMachineArn", value=self.work.state_machine.state_machine_arn,
+                  description="Runs every job and batch (execution name = the job or batch id)")
+        CfnOutput(self, "IdKeySecretArn", value=self.work.id_key.secret_arn,
+                  description="HMAC key of job and batch ids (generated; functions read it by ARN)")
+        CfnOutput(self, "HttpApiAuthorizer", value=config.http_authorizer,
+                  description="Authorizer on the HTTP API routes: lambda (API keys), jwt or none")
         CfnOutput(self, "DashboardName", value=self.observability.dashboard.dashboard_name)

@@ -1,10 +1,11 @@
 """The HTTP API (API Gateway v2): routes from `spec.FUNCTIONS`, one Lambda integration per family,
-a `$default` stage with JSON access logs. Authentication is the gateway's own (API key / JWT
-checked in the pipeline), so routes carry no API Gateway authorizer."""
+a `$default` stage with JSON access logs. Each route carries the authorizer `authorizer_for(path)`
+names (infra/constructs/auth.py: the Lambda API-key authorizer, the JWT authorizer or none)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import jsii
 from aws_cdk import aws_apigateway as apigw
@@ -55,6 +56,7 @@ class HttpApi(Construct):
         functions: dict[str, lambda_.IFunction],
         routes: dict[str, tuple[tuple[str, str], ...]],
         access_log_group: logs.ILogGroup,
+        authorizer_for: Callable[[str], apigwv2.IHttpRouteAuthorizer | None] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.api = apigwv2.HttpApi(
@@ -68,14 +70,19 @@ class HttpApi(Construct):
             access_log_settings=_AccessLogs(access_log_group),
         )
         self.route_keys: list[str] = []
+        unauthorized = 0
         for family, family_routes in routes.items():
             integration = HttpLambdaIntegration(f"{family}Integration", functions[family])
             for method, path in family_routes:
-                self.api.add_routes(path=path, methods=[apigwv2.HttpMethod(method)], integration=integration)
+                authorizer = authorizer_for(path) if authorizer_for else None
+                unauthorized += authorizer is None
+                self.api.add_routes(path=path, methods=[apigwv2.HttpMethod(method)], integration=integration,
+                                    authorizer=authorizer)
                 self.route_keys.append(f"{method} {path}")
-        acknowledge(self.api, "APIG4",
-                    "The gateway authenticates every request itself (API key hash lookup or JWT claims, "
-                    "pipeline step 1) and answers RFC 9457 problems; an API Gateway authorizer would repeat it.")
+        if unauthorized:  # httpAuthorizer=none
+            acknowledge(self.api, "APIG4",
+                        "httpAuthorizer=none: the gateway authenticates every request itself (API key hash lookup, "
+                        "pipeline step 1) and answers RFC 9457 problems.")
 
     @property
     def url(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_iam as iam
@@ -29,6 +30,8 @@ class SharedDeps:
     environment: dict[str, str]  # extra plain settings (context extraEnv / providerEnv)
     provider_secret_prefix: str  # "" = no Secrets Manager access
     hook_function_prefix: str  # "" = may not invoke hook functions
+    # infra/constructs/jobs.py WorkOrchestration, for families with `job_control` (None until built)
+    work: Any = None
 
 
 def construct_id(family: str) -> str:
@@ -65,6 +68,10 @@ class GatewayFunction(Construct):
         environment = {**spec.POWERTOOLS_ENV, **deps.data.environment()}
         if fn_spec.audit_events:
             environment.update(deps.audit.environment())
+        if fn_spec.job_control:
+            if deps.work is None:
+                raise SystemExit(f"{fn_spec.family}: job_control needs the work state machine (build it first)")
+            environment.update(deps.work.environment())
         environment.update(deps.environment)
         environment.update(extra_environment or {})
         self.function = lambda_.Function(
@@ -85,6 +92,8 @@ class GatewayFunction(Construct):
         deps.data.grant(self.function, fn_spec.tables, fn_spec.bucket)
         if fn_spec.audit_events:
             deps.audit.grant_put(self.function)
+        if fn_spec.job_control:
+            deps.work.grant_control(self)
 
         acknowledge(self, "IAM5[Resource::*]",
                     "X-Ray tracing (active): xray:PutTraceSegments/PutTelemetryRecords accept no resource scope.")
@@ -130,9 +139,11 @@ class Functions(Construct):
         specs: tuple[spec.FunctionSpec, ...],
         code_paths: dict[str, Path],
         deps: SharedDeps,
+        extra_environment: dict[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id_)
         self.by_family: dict[str, lambda_.Function] = {}
         for fs in specs:
-            fn = GatewayFunction(self, construct_id(fs.family), fn_spec=fs, code=code_paths[fs.family], deps=deps)
+            fn = GatewayFunction(self, construct_id(fs.family), fn_spec=fs, code=code_paths[fs.family], deps=deps,
+                                 extra_environment=extra_environment)
             self.by_family[fs.family] = fn.function

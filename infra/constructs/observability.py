@@ -7,6 +7,7 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 RETENTION = {
@@ -56,6 +57,27 @@ class Observability(Construct):
             cw.GraphWidget(title=f"{family}: duration p50 / p99 (ms)",
                            left=[fn.metric_duration(period=period, statistic="p50"),
                                  fn.metric_duration(period=period, statistic="p99")]),
+        )
+
+    def watch_state_machine(self, name: str, state_machine: sfn.StateMachine) -> None:
+        """Executions end Failed only when a step crashed and MarkFailed ran (a job's own errors end
+        Succeeded with the job failed), or TimedOut: alarm on either."""
+        period = Duration.minutes(5)
+        failed = state_machine.metric_failed(period=period, statistic="Sum")
+        timed_out = state_machine.metric_timed_out(period=period, statistic="Sum")
+        self.alarms.append(cw.Alarm(
+            self, f"{name}FailedAlarm",
+            metric=cw.MathExpression(expression="failed + timedOut", using_metrics={"failed": failed, "timedOut": timed_out},
+                                     period=period),
+            threshold=1, evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            alarm_description=f"{name}: executions failed or timed out (a worker step crashed) in the last 5 minutes",
+        ))
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title=f"{name}: executions started / succeeded / failed / timed out",
+                           left=[state_machine.metric_started(period=period), state_machine.metric_succeeded(period=period),
+                                 failed, timed_out]),
         )
 
     def watch_http_api(self, api: apigwv2.HttpApi) -> None:

@@ -41,8 +41,9 @@ def test_context_changes_what_is_deployed(tmp_path_factory):
     stream = built.function(built.stack.streaming.function)
     assert any("LambdaAdapterLayerArm64:27" in str(layer) for layer in stream["Layers"])
     assert stream["Environment"]["Variables"]["LLMGW_CATALOG"] == "/opt/python/catalog.json"
-    statements = built.role_statements(built.stack.functions.by_family["chat"])
+    statements = [st for st in built.role_statements(built.stack.functions.by_family["chat"]) if st.get("Sid") != "ReadIdKey"]
     assert not any("secretsmanager" in str(st["Action"]) or "lambda:" in str(st["Action"]) for st in statements)
+    assert all(s["DeletionPolicy"] == "Delete" for s in built.resources("AWS::SecretsManager::Secret").values())
 
 
 # -- context parsing (no jsii) --------------------------------------------------------------

@@ -22,7 +22,31 @@ def http_functions(built) -> dict[str, Any]:
 
 
 def all_functions(built) -> dict[str, Any]:
-    return {**http_functions(built), spec.CHAT_STREAM.family: built.stack.streaming.function}
+    """Every gateway function the stack deploys, by family."""
+    out = {**http_functions(built), spec.CHAT_STREAM.family: built.stack.streaming.function,
+           spec.WORKFLOW.family: built.stack.work.function}
+    if built.stack.auth.function is not None:  # httpAuthorizer=lambda (the default)
+        out[spec.AUTHORIZER.family] = built.stack.auth.function
+    return out
+
+
+SPECS = {fs.family: fs for fs in spec.ALL_FUNCTIONS}
+
+
+def http_api_resources(built, cfn_type: str) -> dict[str, dict[str, Any]]:
+    """Resources of the HTTP API only (the stack has a WebSocket API too)."""
+    api = {"Ref": built.logical_id(built.stack.api.api)}
+    return {k: r for k, r in built.resources(cfn_type).items() if r["Properties"].get("ApiId") == api}
+
+
+def deployed_specs(built) -> list[tuple[spec.FunctionSpec, Any]]:
+    """(its spec, the function) for every deployed family: the flags say what it may do."""
+    return [(SPECS[family], fn) for family, fn in all_functions(built).items()]
+
+
+def actions_on(built, fn, resource: Any) -> set[str]:
+    """Actions `fn`'s role may take on exactly `resource` (a template value such as a GetAtt)."""
+    return {a for st in built.role_statements(fn) for a in as_list(st["Action"]) if resource in as_list(st["Resource"])}
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -141,15 +165,24 @@ def test_functions_get_the_real_table_and_bucket_names_config_reads(built, monke
     """Each LLMGW_* name set on the functions is one llm_gateway/config.py actually reads."""
     from llm_gateway.config import reset_settings, settings
 
+    from infra.constructs.jobs import ID_KEY_SECRET_ENV, STATE_MACHINE_ENV
+
     bucket_id = built.logical_id(built.stack.data.bucket)
     expected = {spec.table_env_var(s): {"Ref": built.logical_id(t)} for s, t in built.stack.data.tables.items()}
     expected[spec.FILES_BUCKET_ENV] = {"Ref": bucket_id}
-    expected[spec.EVENT_BUS_ENV] = {"Ref": built.logical_id(built.stack.audit.bus)}
-    for family, fn in all_functions(built).items():
+    bus = {spec.EVENT_BUS_ENV: {"Ref": built.logical_id(built.stack.audit.bus)}}
+    work = {STATE_MACHINE_ENV: {"Ref": built.logical_id(built.stack.work.state_machine)},
+            ID_KEY_SECRET_ENV: {"Ref": built.logical_id(built.stack.work.id_key)}}
+    for fs, fn in deployed_specs(built):
         env = built.function(fn)["Environment"]["Variables"]
-        assert {k: env.get(k) for k in expected} == expected, family
+        assert {k: env.get(k) for k in expected} == expected, fs.family
+        # the bus, the state machine and the id key only where the spec grants them
+        assert {k: env.get(k) for k in bus} == (bus if fs.audit_events else dict.fromkeys(bus)), fs.family
+        assert {k: env.get(k) for k in work} == (work if fs.job_control else dict.fromkeys(work)), fs.family
+        assert "LLMGW_ID_KEY" not in env, fs.family  # never the key itself
 
     attrs = {spec.table_env_var(s): s for s in built.stack.data.tables} | {spec.FILES_BUCKET_ENV: "files_bucket"}
+    attrs[STATE_MACHINE_ENV] = "job_state_machine_arn"
     if "event_bus" in getattr(settings(), "__dataclass_fields__", {}):
         attrs[spec.EVENT_BUS_ENV] = "event_bus"
     for name, attr in attrs.items():
@@ -166,15 +199,22 @@ def test_functions_get_the_real_table_and_bucket_names_config_reads(built, monke
 
 
 def test_http_api_routes_are_the_spec_routes_each_on_its_family_function(built):
-    routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in built.resources("AWS::ApiGatewayV2::Route").values()}
+    from infra.constructs.auth import key_header
+
+    routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in http_api_resources(built, "AWS::ApiGatewayV2::Route").values()}
     assert set(routes) == spec.route_keys()
-    assert {"POST /chat/completions", "GET /models"} <= set(routes)
+    assert {"POST /chat/completions", "GET /models", "GET /usage", "POST /jobs", "GET /jobs/{id}", "DELETE /jobs/{id}",
+            "POST /batches", "GET /batches/{id}", "POST /batches/{id}/cancel", "DELETE /batches/{id}"} <= set(routes)
     integrations = built.resources("AWS::ApiGatewayV2::Integration")
+    authorizers = built.resources("AWS::ApiGatewayV2::Authorizer")
     for fs in spec.FUNCTIONS:
         fn_id = built.logical_id(built.stack.functions.by_family[fs.family])
         for method, path in fs.routes:
             route = routes[f"{method} {path}"]
-            assert route["AuthorizationType"] == "NONE"  # the gateway authenticates itself
+            # the Lambda API-key authorizer (the default), on the header this route's clients use
+            assert route["AuthorizationType"] == "CUSTOM", path
+            authorizer = authorizers[route["AuthorizerId"]["Ref"]]["Properties"]
+            assert authorizer["IdentitySource"] == [f"$request.header.{key_header(path)}"], path
             integration_id = route["Target"]["Fn::Join"][1][1]["Ref"]
             props = integrations[integration_id]["Properties"]
             assert props["IntegrationType"] == "AWS_PROXY" and props["PayloadFormatVersion"] == "2.0"
@@ -197,7 +237,7 @@ def test_every_family_folder_has_its_entry_point():
 
 
 def test_stage_is_auto_deployed_default_with_metadata_only_access_logs(built):
-    (stage,) = built.resources("AWS::ApiGatewayV2::Stage").values()
+    (stage,) = http_api_resources(built, "AWS::ApiGatewayV2::Stage").values()
     props = stage["Properties"]
     assert props["StageName"] == "$default" and props["AutoDeploy"] is True
     fmt = json.loads(props["AccessLogSettings"]["Format"])
@@ -248,7 +288,10 @@ def test_chat_stream_script_starts_uvicorn_on_port_with_the_layer_on_pythonpath(
 
 def test_outputs_name_both_endpoints(built):
     outputs = built.json["Outputs"]
-    assert {"HttpApiUrl", "ChatStreamUrl", "FilesBucketName", "KeysTableName", "AuditEventBusName"} <= set(outputs)
+    assert {"HttpApiUrl", "ChatStreamUrl", "FilesBucketName", "KeysTableName", "AuditEventBusName",
+            "WorkStateMachineArn", "IdKeySecretArn", "JobsTableName", "BatchesTableName"} <= set(outputs)
+    assert outputs["WorkStateMachineArn"]["Value"] == {"Ref": built.logical_id(built.stack.work.state_machine)}
+    assert outputs["HttpApiAuthorizer"]["Value"] == "lambda"
     assert outputs["ChatStreamUrl"]["Value"]["Fn::GetAtt"][1] == "FunctionUrl"
 
 
@@ -297,11 +340,18 @@ def test_embeddings_has_no_bucket_access(built):
 
 
 def test_provider_secrets_are_read_only_under_the_prefix(built):
-    for family, fn in all_functions(built).items():
+    """Exactly the secrets each spec grants: provider credentials under the prefix
+    (`provider_secrets`), the id key (`job_control`), nothing else."""
+    id_key = {"Ref": built.logical_id(built.stack.work.id_key)}
+    for fs, fn in deployed_specs(built):
         secret = [st for st in built.role_statements(fn) if any(a.startswith("secretsmanager:") for a in as_list(st["Action"]))]
-        assert len(secret) == 1, family
-        assert as_list(secret[0]["Action"]) == ["secretsmanager:GetSecretValue"]
-        assert json.dumps(secret[0]["Resource"]).endswith(':secret:llmgw/*"]]}')
+        assert all(as_list(st["Action"]) == ["secretsmanager:GetSecretValue"] for st in secret), fs.family
+        providers = [st for st in secret if json.dumps(st["Resource"]).endswith(':secret:llmgw/*"]]}')]
+        keys = [st for st in secret if st["Resource"] == id_key]
+        assert len(providers) == int(fs.provider_secrets), fs.family
+        assert len(keys) == int(fs.job_control), fs.family
+        assert len(secret) == len(providers) + len(keys), fs.family
+    assert {fs.family for fs in spec.ALL_FUNCTIONS if not fs.provider_secrets} >= {"admin", "authorizer"}
 
 
 def test_roles_use_no_aws_managed_policies_and_log_only_to_their_group(built):
@@ -318,6 +368,7 @@ def test_every_deployed_table_is_granted_to_some_function(built):
     store can land before its family's infra) reminds you to grant it in infra/spec.py."""
     used = {t for fs in spec.ALL_FUNCTIONS for t in fs.tables}
     assert all(t.endswith("_table") for t in used)  # Settings attribute names
+    assert {"jobs_table", "batches_table"} <= used
     unused = sorted(set(built.stack.data.tables) - used)
     if unused:
         warnings.warn(
@@ -328,28 +379,70 @@ def test_every_deployed_table_is_granted_to_some_function(built):
 
 
 def test_request_path_tables_are_granted_to_every_family(built):
-    from llm_gateway.stores.provision import TABLES
+    """Each function may touch exactly the tables its spec lists, with exactly that access."""
+    reads, writes = {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"}, {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+    for fs, fn in deployed_specs(built):
+        assert fs.tables.get("keys_table") == spec.READ, fs.family  # every family authenticates (or is the authorizer)
+        for setting, table in built.stack.data.tables.items():
+            actions = actions_on(built, fn, {"Fn::GetAtt": [built.logical_id(table), "Arn"]})
+            access = fs.tables.get(setting)
+            if access is None:
+                assert not actions, (fs.family, setting)  # least privilege: no access at all
+                continue
+            assert (reads <= actions) == (access in (spec.READ, spec.READ_WRITE)), (fs.family, setting)
+            assert not (reads & actions) or access != spec.WRITE, (fs.family, setting)
+            assert (writes <= actions) == (access in (spec.WRITE, spec.READ_WRITE)), (fs.family, setting)
+            assert not (writes & actions) or access != spec.READ, (fs.family, setting)
+        if fs.routes and fs.family != "admin" and fs.audit_events:  # generation: governed, usage recorded
+            assert fs.tables["usage_table"] == spec.WRITE and fs.tables["counters_table"] == spec.READ_WRITE, fs.family
 
-    for fs in spec.ALL_FUNCTIONS:
-        assert fs.tables["keys_table"] == spec.READ and fs.tables["usage_table"] == spec.WRITE
-        if "counters_table" in TABLES:  # rate limits and budgets: read and update counters
-            fn = all_functions(built)[fs.family]
-            table_id = built.logical_id(built.stack.data.tables["counters_table"])
-            actions = {a for st in built.role_statements(fn) for a in as_list(st["Action"])
-                       if {"Fn::GetAtt": [table_id, "Arn"]} in as_list(st["Resource"])}
-            assert {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem"} <= actions, fs.family
+
+def test_admin_reads_usage_aggregates_and_keys_only(built):
+    fs = SPECS["admin"]
+    assert fs.routes == (("GET", "/usage"),)
+    assert fs.tables == {"keys_table": spec.READ, "usage_table": spec.READ}
+    assert not (fs.provider_secrets or fs.audit_events or fs.hooks or fs.job_control or fs.bucket)
+    statements = built.role_statements(built.stack.functions.by_family["admin"])
+    services = {a.split(":")[0] for st in statements for a in as_list(st["Action"])}
+    assert services == {"logs", "xray", "dynamodb"}
 
 
 def test_audit_events_only_to_the_gateway_bus_and_hooks_only_by_prefix(built):
+    """Audit events and hook invocations exactly where the spec grants them (`audit_events`, `hooks`)."""
     bus_id = built.logical_id(built.stack.audit.bus)
-    for family, fn in all_functions(built).items():
+    for fs, fn in deployed_specs(built):
         statements = built.role_statements(fn)
         events = [st for st in statements if any(a.startswith("events:") for a in as_list(st["Action"]))]
-        assert [as_list(st["Action"]) for st in events] == [["events:PutEvents"]], family
-        assert events[0]["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
         hooks = [st for st in statements if any(a.startswith("lambda:") for a in as_list(st["Action"]))]
-        assert [as_list(st["Action"]) for st in hooks] == [["lambda:InvokeFunction"]], family
-        assert json.dumps(hooks[0]["Resource"]).endswith(':function:llmgw-hook-*"]]}')
+        if fs.audit_events:
+            assert [as_list(st["Action"]) for st in events] == [["events:PutEvents"]], fs.family
+            assert events[0]["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+        else:
+            assert not events, fs.family
+        if fs.hooks:
+            assert [as_list(st["Action"]) for st in hooks] == [["lambda:InvokeFunction"]], fs.family
+            assert json.dumps(hooks[0]["Resource"]).endswith(':function:llmgw-hook-*"]]}')
+        else:
+            assert not hooks, fs.family
+
+
+def test_step_functions_access_only_for_job_control_families(built):
+    """Start on the work state machine only; stop/describe on its executions only; nothing else."""
+    sm = built.stack.work.state_machine
+    sm_ref = {"Ref": built.logical_id(sm)}
+    for fs, fn in deployed_specs(built):
+        states = [st for st in built.role_statements(fn) if any(a.startswith("states:") for a in as_list(st["Action"]))]
+        if not fs.job_control:
+            assert not states, fs.family
+            continue
+        by_action = {a: st["Resource"] for st in states for a in as_list(st["Action"])}
+        assert set(by_action) == {"states:StartExecution", "states:StopExecution", "states:DescribeExecution"}, fs.family
+        assert by_action["states:StartExecution"] == sm_ref
+        executions = json.dumps(by_action["states:StopExecution"])
+        assert by_action["states:DescribeExecution"] == by_action["states:StopExecution"]
+        assert ":execution:" in executions and built.logical_id(sm) in executions and executions.endswith(':*"]]}')
+    # the families whose code starts executions: chat ("async": true), compat (OpenAI batches), jobs, batches
+    assert {fs.family for fs in spec.ALL_FUNCTIONS if fs.job_control} >= {"chat", "chat_stream", "compat", "jobs", "batches"}
 
 
 # -- observability --------------------------------------------------------------------------
@@ -357,5 +450,10 @@ def test_audit_events_only_to_the_gateway_bus_and_hooks_only_by_prefix(built):
 
 def test_alarms_and_dashboard(built):
     alarms = built.resources("AWS::CloudWatch::Alarm")
-    assert len(alarms) == 2 * len(spec.ALL_FUNCTIONS) + 1  # errors + throttles each, API 5xx
+    dims = [json.dumps(a["Properties"].get("Dimensions", [])) + json.dumps(a["Properties"].get("Metrics", []))
+            for a in alarms.values()]
+    for family, fn in all_functions(built).items():  # errors + throttles of every function
+        assert sum(built.logical_id(fn) in d for d in dims) == 2, family
+    sm = built.logical_id(built.stack.work.state_machine)
+    assert sum(sm in d for d in dims) == 1  # work executions failed or timed out
     assert len(built.resources("AWS::CloudWatch::Dashboard")) == 1
