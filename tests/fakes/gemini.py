@@ -13,6 +13,19 @@ excludes `thoughtsTokenCount`). Each error class of `ERROR_CLASSES` comes in Goo
 INVALID_ARGUMENT with `ErrorInfo.reason = API_KEY_INVALID`; quota is 429 RESOURCE_EXHAUSTED with
 `google.rpc.RetryInfo`), and a stream can fail midway with a `data: {"error": ...}` line.
 
+Files API (media too large to go inline), the resumable upload protocol:
+  - `POST /upload/v1beta/files` with `X-Goog-Upload-Protocol: resumable`, `X-Goog-Upload-Command:
+    start`, `X-Goog-Upload-Header-Content-Length`, `X-Goog-Upload-Header-Content-Type` and
+    `{"file": {"display_name"}}` -> 200, empty body, the upload URL in `X-Goog-Upload-URL`
+    (`/upload/v1beta/files?upload_id=…&upload_protocol=resumable`);
+  - `POST <upload URL>` with `X-Goog-Upload-Command: upload, finalize`, `X-Goog-Upload-Offset: 0`
+    and exactly the announced bytes -> `{"file": File}`; a video is `PROCESSING` (others `ACTIVE`);
+  - `GET /v1beta/files/{id}` -> the bare `File`; a processing file turns `ACTIVE` (or `FAILED`, with
+    `error`, when `file_outcome = "FAILED"`) at the `file_processing_polls`-th get;
+  - `DELETE /v1beta/files/{id}` -> `{}`.
+  A `fileData` part naming one of these files must name an existing `ACTIVE` file with its
+  mimeType (else 400 FAILED_PRECONDITION / INVALID_ARGUMENT, as the API answers).
+
 Every request is checked the way the API checks it: `x-goog-api-key`, the model in the path,
 `alt=sse` on streams, no unknown field anywhere (top level, parts, generationConfig, Schema — the
 real API answers `Invalid JSON payload received. Unknown name ...`), roles `user`/`model`, one
@@ -26,9 +39,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 import re
+import secrets
+import threading
 from typing import Any
 
 from tests.fakes.script import Script
@@ -111,8 +127,19 @@ class FakeGemini(FakeServer):
         self.thought_signature: str | None = None  # sent on the first functionCall part
         self.thought_text: str | None = None  # a `thought: true` part sent before the answer
         self.violations: list[str] = []
+        # Files API
+        self.files: dict[str, dict[str, Any]] = {}  # id -> File resource (plus "_polls", "_data")
+        self.file_processing_polls = 2  # files.get calls until a PROCESSING file leaves that state
+        self.file_outcome = "ACTIVE"  # ... for ACTIVE or FAILED
+        self.deleted_files: list[str] = []
+        self.finalize_faults: list[Reply] = []  # served (in order) instead of answering an `upload, finalize`
+        self._sessions: dict[str, dict[str, Any]] = {}
+        self._files_lock = threading.Lock()
         self.route("POST", r"/v1beta/models/[^/:]+:generateContent", self._generate)
         self.route("POST", r"/v1beta/models/[^/:]+:streamGenerateContent", self._generate)
+        self.route("POST", r"/upload/v1beta/files", self._upload)
+        self.route("GET", r"/v1beta/files/[^/:]+", self._file_get)
+        self.route("DELETE", r"/v1beta/files/[^/:]+", self._file_delete)
 
     # ---------------------------------------------------------------- scripting
     def script(self, s: Script, *, stream_error: str | None = None, stream_error_after: int = 3,
@@ -356,6 +383,130 @@ class FakeGemini(FakeServer):
             pending_calls = calls
         return None
 
+    # ---------------------------------------------------------------- Files API
+    def uploads(self) -> list[FakeRequest]:
+        """The recorded upload requests (start and upload/finalize)."""
+        return [r for r in self.requests if r.path == "/upload/v1beta/files"]
+
+    def _files_bad(self, message: str, status: int = 400, gstatus: str = "INVALID_ARGUMENT") -> Reply:
+        self.violations.append(message)
+        return Reply(status, json=error_body(status, gstatus, message))
+
+    def _upload(self, req: FakeRequest) -> Reply:
+        command = req.headers.get("x-goog-upload-command")
+        params = dict(p.partition("=")[::2] for p in req.query.split("&") if p)
+        if command == "start":
+            if req.headers.get("x-goog-upload-protocol") != "resumable":
+                return self._files_bad("upload start: X-Goog-Upload-Protocol must be resumable")
+            if req.headers.get("x-goog-api-key") != API_KEY:
+                self.violations.append("upload start: x-goog-api-key missing or wrong")
+                return self.error_reply("auth", self._script)
+            if params:
+                return self._files_bad(f"upload start: unexpected query {req.query!r}")
+            length = req.headers.get("x-goog-upload-header-content-length", "")
+            mime = req.headers.get("x-goog-upload-header-content-type", "")
+            if not length.isdigit() or int(length) < 1:
+                return self._files_bad("upload start: X-Goog-Upload-Header-Content-Length must be the file's size")
+            if "/" not in mime:
+                return self._files_bad("upload start: X-Goog-Upload-Header-Content-Type must be the file's MIME type")
+            if not (req.headers.get("content-type") or "").startswith("application/json"):
+                return self._files_bad("upload start: the metadata body must be application/json")
+            try:
+                body = req.json()
+            except ValueError:
+                return self._files_bad("Invalid JSON payload received. Unexpected token.")
+            meta = body.get("file") if isinstance(body, dict) else None
+            if not isinstance(body, dict) or set(body) - {"file"} or not isinstance(meta, dict):
+                return self._files_bad('Invalid JSON payload received. Expected {"file": {...}}.')
+            unknown = set(meta) - {"display_name", "displayName", "name", "mimeType", "mime_type"}
+            if unknown:
+                return self._files_bad(f'Invalid JSON payload received. Unknown name "{sorted(unknown)[0]}" at \'file\': Cannot find field.')
+            upload_id = secrets.token_urlsafe(24)
+            with self._files_lock:
+                self._sessions[upload_id] = {"length": int(length), "mime": mime,
+                                             "display": meta.get("display_name") or meta.get("displayName") or ""}
+            return Reply(200, body=b"", headers={
+                "X-Goog-Upload-URL": f"{self.url}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable",
+                "X-Goog-Upload-Status": "active", "X-Goog-Upload-Chunk-Granularity": "8388608"})
+        if command == "upload, finalize" and self.finalize_faults:
+            return self.finalize_faults.pop(0)
+        if command == "upload, finalize":
+            with self._files_lock:
+                session = self._sessions.pop(params.get("upload_id", ""), None)
+            if session is None or params.get("upload_protocol") != "resumable":
+                return self._files_bad("upload: unknown or finished upload session", 404, "NOT_FOUND")
+            if req.headers.get("x-goog-upload-offset") != "0":
+                return self._files_bad("upload: X-Goog-Upload-Offset must be 0 for a one-shot upload")
+            if len(req.body) != session["length"]:
+                return self._files_bad(f"upload: {len(req.body)} bytes sent, {session['length']} announced")
+            file_id = secrets.token_hex(6)
+            now = "2026-01-01T00:00:00.000000Z"
+            video = session["mime"].startswith("video/")
+            resource: dict[str, Any] = {
+                "name": f"files/{file_id}", "displayName": session["display"], "mimeType": session["mime"],
+                "sizeBytes": str(len(req.body)), "createTime": now, "updateTime": now, "expirationTime": "2026-01-03T00:00:00.000000Z",
+                "sha256Hash": base64.b64encode(hashlib.sha256(req.body).hexdigest().encode()).decode(),
+                "uri": f"{self.url}/v1beta/files/{file_id}", "state": "PROCESSING" if video else "ACTIVE", "source": "UPLOADED",
+            }
+            with self._files_lock:
+                self.files[file_id] = {**resource, "_polls": 0, "_data": req.body}
+            return Reply(200, json={"file": resource}, headers={"X-Goog-Upload-Status": "final"})
+        return self._files_bad(f"upload: unexpected X-Goog-Upload-Command {command!r}")
+
+    def _public(self, f: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in f.items() if not k.startswith("_")}
+
+    def _file_get(self, req: FakeRequest) -> Reply:
+        if req.headers.get("x-goog-api-key") != API_KEY:
+            self.violations.append("files.get: x-goog-api-key missing or wrong")
+            return self.error_reply("auth", self._script)
+        file_id = req.path.rsplit("/", 1)[-1]
+        with self._files_lock:
+            f = self.files.get(file_id)
+            if f is None:
+                return Reply(403, json=error_body(403, "PERMISSION_DENIED",
+                                                  f"You do not have permission to access the File {file_id} or it may not exist."))
+            f["_polls"] += 1
+            if f["state"] == "PROCESSING" and f["_polls"] >= self.file_processing_polls:
+                f["state"] = self.file_outcome
+                if self.file_outcome == "FAILED":
+                    f["error"] = {"code": 3, "message": "The video could not be decoded."}
+                else:
+                    f["videoMetadata"] = {"videoDuration": "1s"}
+            return Reply(200, json=self._public(f))
+
+    def _file_delete(self, req: FakeRequest) -> Reply:
+        if req.headers.get("x-goog-api-key") != API_KEY:
+            self.violations.append("files.delete: x-goog-api-key missing or wrong")
+            return self.error_reply("auth", self._script)
+        file_id = req.path.rsplit("/", 1)[-1]
+        with self._files_lock:
+            if self.files.pop(file_id, None) is None:
+                return Reply(403, json=error_body(403, "PERMISSION_DENIED",
+                                                  f"You do not have permission to access the File {file_id} or it may not exist."))
+            self.deleted_files.append(f"files/{file_id}")
+        return Reply(200, json={})
+
+    def _check_file_refs(self, body: Any) -> Reply | None:
+        """fileData naming one of this fake's files: it must exist, be ACTIVE and match its mimeType."""
+        prefix = f"{self.url}/v1beta/files/"
+        for c in (body.get("contents") or []) if isinstance(body, dict) else ():
+            for p in c.get("parts") or ():
+                fd = p.get("fileData") if isinstance(p, dict) else None
+                if not isinstance(fd, dict) or not str(fd.get("fileUri", "")).startswith(prefix):
+                    continue
+                file_id = fd["fileUri"][len(prefix):]
+                f = self.files.get(file_id)
+                if f is None:
+                    return self._files_bad(f"You do not have permission to access the File {file_id} or it may not exist.",
+                                           403, "PERMISSION_DENIED")
+                if f["state"] != "ACTIVE":
+                    return self._files_bad(f"The File {file_id} is not in an ACTIVE state and usage is not allowed.",
+                                           400, "FAILED_PRECONDITION")
+                if fd.get("mimeType") and fd["mimeType"] != f["mimeType"]:
+                    return self._files_bad(f"fileData.mimeType {fd['mimeType']} does not match the File's {f['mimeType']}")
+        return None
+
     # ---------------------------------------------------------------- answers
     def _generate(self, req: FakeRequest) -> Reply:
         s = self._script
@@ -366,6 +517,9 @@ class FakeGemini(FakeServer):
         if problem:
             self.violations.append(problem)
             return Reply(400, json=error_body(400, "INVALID_ARGUMENT", problem))
+        bad_ref = self._check_file_refs(req.json())
+        if bad_ref is not None:
+            return bad_ref
         if s.error:
             return self.error_reply(s.error, s)
         streaming = req.path.endswith(":streamGenerateContent")

@@ -8,7 +8,8 @@
 - `:generateContent` with `generationConfig.responseModalities` IMAGE (an `inlineData` PNG and a
   text part) or AUDIO (`audio/L16;codec=pcm;rate=24000` raw PCM, as Gemini TTS answers; the
   voice must be a `prebuiltVoiceConfig.voiceName`), and for a request carrying audio
-  `inlineData` a transcript (the text embedded in a mock WAV, or a description);
+  `inlineData` (or `fileData` naming an uploaded audio file, see tests/fakes/gemini.py) a
+  transcript (the text embedded in a mock WAV, or a description);
 - Veo: `POST /v1beta/models/{veo}:predictLongRunning` -> {name: "models/{veo}/operations/{id}"};
   `GET /v1beta/models/{veo}/operations/{id}` -> {done: false} until `video_polls` polls, then
   {done: true, response: {generateVideoResponse: {generatedSamples: [{video: {uri}}]}}}; the uri
@@ -119,9 +120,17 @@ class FakeGeminiMedia(FakeGemini):
         modalities = ((body.get("generationConfig") or {}).get("responseModalities")) or []
         parts = [p for c in body.get("contents") or [] for p in c.get("parts") or []]
         audio_in = [p["inlineData"] for p in parts if "inlineData" in p and p["inlineData"].get("mimeType", "").startswith("audio/")]
+        prefix = f"{self.url}/v1beta/files/"
+        for p in parts:
+            uri = str((p.get("fileData") or {}).get("fileUri", ""))
+            f = self.files.get(uri[len(prefix):]) if uri.startswith(prefix) else None
+            if f is not None and f["mimeType"].startswith("audio/"):
+                audio_in.append({"mimeType": f["mimeType"], "data": base64.b64encode(f["_data"]).decode()})
         if not modalities and not audio_in:
             return super()._generate(req)
         if (r := self._auth(req)) is not None:
+            return r
+        if (r := self._check_file_refs(req.json())) is not None:
             return r
         usage = {"promptTokenCount": 12, "candidatesTokenCount": 1290, "totalTokenCount": 1302}
         if "IMAGE" in modalities:
