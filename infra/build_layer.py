@@ -6,9 +6,9 @@
 The layer is `build/layer/python/`: the pinned runtime requirements (layers/gateway/requirements.txt
 plus `LAYER_EXTRA_REQUIREMENTS`) installed for Lambda's platform (manylinux2014 aarch64, CPython
 `PYTHON_VERSION`, binary wheels only) and the `llm_gateway` package copied in. A function with
-extra requirements (e.g. `chat_stream` needs uvicorn) gets `build/functions/<family>/`: its folder
-plus those requirements. The stack picks these folders up; functions without extra requirements
-deploy straight from `functions/<family>/`.
+extra requirements (e.g. `chat_stream` needs uvicorn, `realtime` websockets) gets
+`build/functions/<family>/`: its folder plus those requirements. The stack picks these folders up;
+functions without extra requirements deploy straight from `functions/<family>/`.
 
 Needs pip and the package index (PyPI), not Docker and not an AWS account.
 """
@@ -81,19 +81,20 @@ def build_layer(out: Path = spec.LAYER_BUILD_DIR, *, deps: bool = True) -> Path:
 
 
 def function_requirements(fs: spec.FunctionSpec) -> list[str]:
-    return list(fs.requirements) + read_requirements(spec.FUNCTIONS_SOURCE / fs.family / "requirements.txt")
+    return list(fs.requirements) + read_requirements(spec.FUNCTIONS_SOURCE / fs.folder / "requirements.txt")
 
 
 def build_function(fs: spec.FunctionSpec, out_root: Path = spec.FUNCTIONS_BUILD_DIR, *, deps: bool = True) -> Path | None:
-    """build/functions/<family>/ = functions/<family>/ + its requirements; None when it has none."""
+    """build/functions/<folder>/ = functions/<folder>/ + its requirements; None when it has none.
+    (`folder` is the family's, or the one whose code it runs: the realtime worker's is `realtime`.)"""
     reqs = function_requirements(fs)
-    src = spec.FUNCTIONS_SOURCE / fs.family
-    out = out_root / fs.family
+    src = spec.FUNCTIONS_SOURCE / fs.folder
+    out = out_root / fs.folder
     shutil.rmtree(out, ignore_errors=True)
     if not reqs:
         return None
     if not src.is_dir():
-        raise SystemExit(f"functions/{fs.family}/ does not exist")
+        raise SystemExit(f"functions/{fs.folder}/ does not exist")
     shutil.copytree(src, out, ignore=IGNORE)
     if deps:
         pip_install(reqs, out)
@@ -109,10 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     deps = not args.no_deps
     layer = build_layer(deps=deps)
     print(f"layer: {layer.relative_to(ROOT)}/python")
-    for fs in spec.ALL_FUNCTIONS:
+    built: set[str] = set()
+    for fs in spec.DEPLOYED_FUNCTIONS:
+        if fs.folder in built:  # a second function from the same code shares its bundle
+            continue
+        built.add(fs.folder)
         out = build_function(fs, deps=deps)
         if out is not None:
-            print(f"function {fs.family}: {out.relative_to(ROOT)}")
+            print(f"function {fs.folder}: {out.relative_to(ROOT)}")
     if not deps:
         print("note: --no-deps: assets hold code only; rebuild without it before deploying")
     return 0

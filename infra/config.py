@@ -160,9 +160,10 @@ class GatewayConfig:
         return self.layer_asset
 
     def function_path(self, fs: spec.FunctionSpec) -> Path:
-        """build/functions/<family> when bundled, else functions/<family>."""
+        """build/functions/<folder> when bundled, else functions/<folder> (`folder` = `family`
+        unless the spec runs another family's code)."""
         if self.functions_build_dir is not None:
-            built = self.functions_build_dir / fs.family
+            built = self.functions_build_dir / fs.folder
             if built.is_dir():
                 return built
         if self.require_built_assets:
@@ -170,10 +171,10 @@ class GatewayConfig:
 
             if function_requirements(fs):
                 raise AssetMissing(
-                    f"functions/{fs.family} needs packages bundled ({', '.join(function_requirements(fs))}). "
+                    f"functions/{fs.folder} needs packages bundled ({', '.join(function_requirements(fs))}). "
                     "Run `python infra/build_layer.py` (or `make synth`) first."
                 )
-        source = spec.FUNCTIONS_SOURCE / fs.family
+        source = spec.FUNCTIONS_SOURCE / fs.folder
         if not source.is_dir():
-            raise AssetMissing(f"functions/{fs.family}/ does not exist")
+            raise AssetMissing(f"functions/{fs.folder}/ does not exist")
         return source

@@ -11,7 +11,7 @@ tests can all read it cheaply.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +83,14 @@ class FunctionSpec:
     # Extra pip requirements bundled into the function's own asset (build/functions/<family>).
     # `functions/<family>/requirements.txt` is added to these when it exists.
     requirements: tuple[str, ...] = ()
+    # The folder under functions/ when it is not `family`: a second function deployed from the same
+    # code (the realtime worker runs functions/realtime, its $connect authorizer functions/authorizer).
+    source: str = ""
+
+    @property
+    def folder(self) -> str:
+        """The folder under functions/ holding this function's code."""
+        return self.source or self.family
 
 
 # What every request needs: authenticate (keys, tenants), rate limits and budgets (counters),
@@ -183,6 +191,56 @@ AUTHORIZER = FunctionSpec(
 )
 
 ALL_FUNCTIONS: tuple[FunctionSpec, ...] = FUNCTIONS + (CHAT_STREAM, WORKFLOW, AUTHORIZER)
+
+# Realtime audio over API Gateway's WebSocket API (infra/constructs/realtime.py, docs/realtime.md).
+# Kept out of ALL_FUNCTIONS, whose members each serve a whole request (read keys, charge counters,
+# write usage): here the work is split between an authorizer, the routes and a worker.
+REALTIME_STAGE = "realtime"  # wss://{api-id}.execute-api.{region}.amazonaws.com/realtime, like local /realtime
+# Stage-wide throttling (all connections together): messages per second and the burst above it.
+# Every message is one route invocation; audio clients send about 2-10 appends a second.
+REALTIME_THROTTLE_RATE = 1000
+REALTIME_THROTTLE_BURST = 2000
+# AWS limits (not settings): integration 29 s, idle connection 10 min, connection 2 h.
+WEBSOCKET_INTEGRATION_TIMEOUT_S = 29
+WEBSOCKET_MAX_CONNECTION_S = 7200
+# Session settings the functions get (extraEnv may override them); llm_gateway/config.py reads them.
+REALTIME_ENV = {
+    "LLMGW_REALTIME_MAX_S": str(WEBSOCKET_MAX_CONNECTION_S),  # API Gateway closes the socket at 2 h anyway
+    "LLMGW_REALTIME_TURN_TIMEOUT_S": "300",  # must stay below the worker's timeout
+    "LLMGW_REALTIME_MAX_TURN_AUDIO_BYTES": str(5 * 1024 * 1024),
+}
+
+# `$connect`, `$default`, `$disconnect`: answers within the 29 s integration limit and never waits
+# for a model (turns are handed to the worker). Trusts the authorizer's identity at `$connect`
+# (no keys table), checks tenant approval (tenants), keeps the session and its buffered audio
+# (sessions), records the session summary at close (usage). Calls no provider.
+REALTIME = FunctionSpec(
+    family="realtime",
+    description="LLM Gateway realtime: the WebSocket API's $connect, $default and $disconnect routes",
+    timeout_s=WEBSOCKET_INTEGRATION_TIMEOUT_S,
+    tables={"tenants_table": READ, "usage_table": WRITE, "sessions_table": READ_WRITE},
+    provider_secrets=False, audit_events=False, hooks=False,
+)
+# The same code, invoked asynchronously with `{"realtime_task": ...}`: greets a new connection and
+# runs one turn (provider socket or speech chain) under governance (tenants, counters, pre-call
+# hooks), posts the events back, records usage. Needs `websockets` (functions/realtime/requirements.txt).
+REALTIME_WORKER = FunctionSpec(
+    family="realtime_worker",
+    source="realtime",
+    description="LLM Gateway realtime worker: greets connections, runs one turn, posts events to @connections",
+    timeout_s=360,  # a turn: LLMGW_REALTIME_TURN_TIMEOUT_S (300 s) plus settling its usage and events
+    tables={"tenants_table": READ, "usage_table": WRITE, "counters_table": READ_WRITE, "sessions_table": READ_WRITE},
+)
+# `$connect`'s REQUEST authorizer: the API key (header, or the `api_key` query parameter browsers use).
+# Its own function (own role, log group and alarms) from the HTTP API authorizer's code and spec.
+REALTIME_AUTHORIZER = replace(
+    AUTHORIZER, family="realtime_authorizer", source="authorizer",
+    description="LLM Gateway realtime $connect authorizer: API key -> tenant, user, key id, scopes",
+)
+REALTIME_FUNCTIONS: tuple[FunctionSpec, ...] = (REALTIME, REALTIME_WORKER, REALTIME_AUTHORIZER)
+
+# Every function the stack deploys (infra/build_layer.py bundles their requirements).
+DEPLOYED_FUNCTIONS: tuple[FunctionSpec, ...] = ALL_FUNCTIONS + REALTIME_FUNCTIONS
 
 
 def routes() -> dict[str, tuple[tuple[str, str], ...]]:
