@@ -18,6 +18,7 @@ from infra.constructs.functions import Functions, SharedDeps
 from infra.constructs.jobs import WorkOrchestration
 from infra.constructs.layer import GatewayLayer
 from infra.constructs.observability import Observability
+from infra.constructs.realtime import Realtime
 from infra.constructs.streaming import Streaming
 
 
@@ -77,11 +78,18 @@ class GatewayStack(Stack):
             self, "Streaming",
             code=config.function_path(spec.CHAT_STREAM), lwa_layer_version=config.lwa_layer_version, deps=deps,
         )
+        self.realtime = Realtime(
+            self, "Realtime",
+            code=config.function_path(spec.REALTIME), authorizer_code=config.function_path(spec.REALTIME_AUTHORIZER),
+            deps=deps,
+        )
 
         CfnOutput(self, "HttpApiUrl", value=self.api.url,
                   description="Native API base URL (POST chat/completions, GET models)")
         CfnOutput(self, "ChatStreamUrl", value=self.streaming.url,
                   description="Streaming endpoint (Function URL): POST <url>chat/completions with stream=true")
+        CfnOutput(self, "RealtimeUrl", value=self.realtime.url,
+                  description="Realtime WebSocket endpoint: <url>?model=<a realtime model> (docs/realtime.md)")
         CfnOutput(self, "FilesBucketName", value=self.data.bucket.bucket_name)
         for setting, table in self.data.tables.items():
             CfnOutput(self, f"{''.join(p.capitalize() for p in setting.split('_'))}Name", value=table.table_name,
