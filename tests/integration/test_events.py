@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ INDEX: dict[str, dict[str, Any]] = {
 
 def load(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
+
+
+def path_pattern(route_path: str) -> re.Pattern[str]:
+    """`/jobs/{id}` -> one segment, `/openai/{proxy+}` -> the rest of the path (HTTP API semantics)."""
+    parts = re.split(r"(\{[^}]+\})", route_path)
+    out = "".join(("(?P<%s>.+)" % p[1:-2]) if p.endswith("+}") else ("(?P<%s>[^/]+)" % p[1:-1]) if p.startswith("{")
+                  else re.escape(p) for p in parts)
+    return re.compile(out + "$")
 
 
 def family_for(event: dict[str, Any]) -> str:
@@ -68,7 +77,10 @@ def test_event_is_a_well_formed_http_api_event_for_a_deployed_route(name):
     method, path = event["routeKey"].split(" ", 1)
     assert event["routeKey"] in spec.route_keys()
     assert event["requestContext"]["http"]["method"] == method
-    assert event["rawPath"] == event["requestContext"]["http"]["path"] == path
+    assert event["rawPath"] == event["requestContext"]["http"]["path"]
+    match = path_pattern(path).match(event["rawPath"])
+    assert match, (event["rawPath"], path)
+    assert event.get("pathParameters", {}) == match.groupdict()  # what API Gateway fills in
     assert event["requestContext"]["routeKey"] == event["routeKey"]
     assert all(k == k.lower() for k in event["headers"])  # HTTP API lower-cases header names
     if "body" in event:
@@ -76,6 +88,15 @@ def test_event_is_a_well_formed_http_api_event_for_a_deployed_route(name):
         assert event["headers"]["content-length"] == str(len(event["body"].encode()))
     auth = event["headers"].get("authorization")
     assert auth in (None, f"Bearer {DEV_API_KEY}")  # only the documented development key
+    assert event["headers"].get("x-api-key") in (None, DEV_API_KEY)
+    lam = event["requestContext"].get("authorizer", {}).get("lambda")
+    if lam is not None:  # what the deployed Lambda authorizer adds (infra/constructs/auth.py)
+        assert set(lam) == {"tenant_id", "user_id", "key_id", "scopes"}
+
+
+def test_every_deployed_route_has_a_sample_event():
+    covered = {load(name)["routeKey"] for name in INDEX}
+    assert covered == spec.route_keys()
 
 
 @pytest.mark.parametrize("name", sorted(INDEX))
@@ -105,6 +126,17 @@ def test_event_through_its_handler(aws, name):
     elif shape == "embeddings":
         assert_valid("embedding_response", data)
         assert [d["index"] for d in data["data"]] == list(range(len(json.loads(load(name)["body"])["input"])))
+    elif shape == "usage":
+        assert data["object"] == "usage" and data["tenant_id"] and {"data", "by_model", "totals"} <= set(data)
+    elif shape == "job":
+        assert data["id"].startswith("job_") and data["status"] == "pending"
+        assert headers["location"] == f"/jobs/{data['id']}"
+    elif shape == "batch":
+        assert data["id"].startswith("batch_") and data["status"] == "pending"
+        assert headers["location"] == f"/batches/{data['id']}"
+    elif shape == "json":
+        assert headers["content-type"].startswith("application/json")
+        assert {k: data.get(k) for k in expect["fields"]} == expect["fields"]
     elif shape == "problem":
         assert headers["content-type"] == "application/problem+json"
         assert data["status"] == expect["status"] and data["code"] == expect["code"] and data["detail"]
