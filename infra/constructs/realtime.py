@@ -37,8 +37,6 @@ from infra import spec
 from infra.constructs.functions import GatewayFunction, SharedDeps, construct_id
 from infra.nag import acknowledge, finding_resource
 
-ROUTES = ("$connect", "$disconnect", "$default")
-
 # Metadata only: no headers, query strings (`api_key`!) or message bodies.
 ACCESS_LOG_FORMAT = json.dumps({
     "requestId": "$context.requestId",
