@@ -133,6 +133,7 @@ class FakeGemini(FakeServer):
         self.file_outcome = "ACTIVE"  # ... for ACTIVE or FAILED
         self.deleted_files: list[str] = []
         self.finalize_faults: list[Reply] = []  # served (in order) instead of answering an `upload, finalize`
+        self.upload_host: str | None = None  # another host name for this server in X-Goog-Upload-URL (e.g. "localhost")
         self._sessions: dict[str, dict[str, Any]] = {}
         self._files_lock = threading.Lock()
         self.route("POST", r"/v1beta/models/[^/:]+:generateContent", self._generate)
@@ -425,8 +426,9 @@ class FakeGemini(FakeServer):
             with self._files_lock:
                 self._sessions[upload_id] = {"length": int(length), "mime": mime,
                                              "display": meta.get("display_name") or meta.get("displayName") or ""}
+            base = self.url.replace("127.0.0.1", self.upload_host) if self.upload_host else self.url
             return Reply(200, body=b"", headers={
-                "X-Goog-Upload-URL": f"{self.url}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable",
+                "X-Goog-Upload-URL": f"{base}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable",
                 "X-Goog-Upload-Status": "active", "X-Goog-Upload-Chunk-Granularity": "8388608"})
         if command == "upload, finalize" and self.finalize_faults:
             return self.finalize_faults.pop(0)

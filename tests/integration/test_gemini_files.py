@@ -210,3 +210,45 @@ def test_to_upload_picks_the_largest_until_the_rest_fits():
     assert to_upload(call(files_api="never", inline_media_max_bytes=1), items) == []
     assert _upload_root("https://generativelanguage.googleapis.com/v1beta") == "https://generativelanguage.googleapis.com/upload/v1beta"
     assert _upload_root("http://127.0.0.1:9/v1beta/") == "http://127.0.0.1:9/upload/v1beta"
+
+
+def test_the_api_key_goes_to_the_upload_url_only_on_the_api_host(api, gemini):
+    gemini.script(Script(text="ok"))
+    assert api.chat(video_request()).status == 200
+    assert gemini.uploads()[1].headers.get("x-goog-api-key") == API_KEY  # same host as the API
+    gemini.upload_host = "localhost"  # the same fake under another name: another host for the gateway
+    assert api.chat(video_request()).status == 200
+    assert "x-goog-api-key" not in gemini.uploads()[-1].headers
+    assert gemini.violations == []
+
+
+def test_cancelling_the_call_stops_the_processing_wait_at_once(gemini, monkeypatch):
+    import threading
+    import time
+
+    from llm_gateway.api.models import ChatRequest
+    from llm_gateway.outbound.client import OutboundClient
+    from llm_gateway.outbound.control import CANCELLED, CallControl, bound
+    from llm_gateway.providers.base import Deadline, ProviderCall
+    from llm_gateway.providers.gemini import GeminiAdapter
+    from llm_gateway.registry.catalog import ModelSpec, ProviderSpec
+
+    monkeypatch.setattr(gemini_files, "POLL_FIRST_S", 30.0)
+    monkeypatch.setattr(gemini_files, "POLL_MAX_S", 30.0)
+    provider_raw, (model_raw,) = gemini.catalog(options=SMALL_BUDGET)
+    provider = ProviderSpec(id="gemini", kind="gemini", base_url=provider_raw["base_url"], credential=provider_raw["credential"])
+    model = ModelSpec(id=MODEL_ID, provider=provider, provider_model=MODEL, capabilities=frozenset(model_raw["capabilities"]), lifecycle="production",
+                      options=SMALL_BUDGET)
+    request = ChatRequest.model_validate({"model": MODEL_ID, "messages": [{"role": "user", "content": [
+        {"type": "video", "url": "https://example.com/clip.mp4"}]}]})
+    media = {"https://example.com/clip.mp4": {"data": base64.b64encode(VIDEO).decode(), "media_type": "video/mp4", "size": len(VIDEO)}}
+    call = ProviderCall(request=request, model=model, deadline=Deadline(ttft_s=60, total_s=60), request_id="req_cancel",
+                        extra={"media": media})
+    control = CallControl(ttft_s=60, total_s=60, provider_id="gemini")
+    threading.Timer(0.3, control.abort, args=(CANCELLED,)).start()
+    started = time.monotonic()
+    with bound(control), pytest.raises(Exception) as caught:
+        GeminiAdapter(provider, OutboundClient()).chat(call)
+    assert time.monotonic() - started < 5
+    assert getattr(caught.value, "extra", {}).get("cancelled") is True
+    assert len(gemini.deleted_files) == 1 and generate_calls(gemini) == []
