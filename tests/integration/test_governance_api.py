@@ -395,20 +395,11 @@ def test_jwt_authorizer_claims_reach_governance(gov, api, monkeypatch):
 # ---------------------------------------------------------------- hot-path DynamoDB budget
 
 
-def test_at_most_two_sequential_dynamodb_round_trips(gov, monkeypatch):
-    """Warm caches, a tenant with tenant and user limits and two budgets: the pre-call calls run
-    side by side (one round trip), the post-call writes too (one round trip)."""
+def _record_dynamodb_calls(monkeypatch) -> list[tuple[str, Any]]:
+    """(operation, round trip) of every DynamoDB call from now on; calls made by one
+    `parallel.run_all` share a round trip."""
     from llm_gateway.pipeline import parallel
     from llm_gateway.stores.aws import client
-
-    gov.configure(limits={"tenant": {"rpm": 1000, "tpm": 10**7}, "user": {"rpm": 100, "tpm": 10**6}},
-                  budgets=[{"scope": "tenant", "period": "monthly", "limit_usd": 100},
-                           {"scope": "user", "period": "daily", "limit_usd": 10}])
-    monkeypatch.setenv("LLMGW_TENANT_CACHE_TTL_S", "60")
-    from llm_gateway.config import reset_settings
-
-    reset_settings()
-    assert gov.chat().status == 200  # warm the key and tenant caches
 
     batch = {"id": None, "n": 0}
     calls: list[tuple[str, Any]] = []
@@ -426,6 +417,24 @@ def test_at_most_two_sequential_dynamodb_round_trips(gov, monkeypatch):
     seq = iter(range(1000))
     client("dynamodb").meta.events.register(
         "before-call.dynamodb.*", lambda **kw: calls.append((kw["model"].name, batch["id"] or f"alone{next(seq)}")))
+    return calls
+
+
+def test_at_most_two_sequential_dynamodb_round_trips(gov, monkeypatch):
+    """Warm caches, a tenant with tenant and user limits and two budgets, leases and the budget
+    view off (the exact mode every request of a quiet instance takes): the pre-call calls run
+    side by side (one round trip), the post-call writes too (one round trip)."""
+    gov.configure(limits={"tenant": {"rpm": 1000, "tpm": 10**7}, "user": {"rpm": 100, "tpm": 10**6}},
+                  budgets=[{"scope": "tenant", "period": "monthly", "limit_usd": 100},
+                           {"scope": "user", "period": "daily", "limit_usd": 10}])
+    monkeypatch.setenv("LLMGW_TENANT_CACHE_TTL_S", "60")
+    monkeypatch.setenv("LLMGW_RATE_LEASE_S", "0")
+    monkeypatch.setenv("LLMGW_BUDGET_FRESH_S", "0")
+    from llm_gateway.config import reset_settings
+
+    reset_settings()
+    assert gov.chat().status == 200  # warm the key and tenant caches
+    calls = _record_dynamodb_calls(monkeypatch)
     assert gov.chat().status == 200
     round_trips = {b for _, b in calls}
     assert len(round_trips) == 2, calls
@@ -433,6 +442,41 @@ def test_at_most_two_sequential_dynamodb_round_trips(gov, monkeypatch):
     assert names == sorted(["UpdateItem", "UpdateItem", "BatchGetItem",  # pre: 2 rate limits + the budgets
                             "PutItem", "UpdateItem", "UpdateItem", "UpdateItem", "UpdateItem", "UpdateItem"])
     # post: usage record, aggregate, 2 budget charges, 2 token corrections
+
+
+def test_a_busy_instance_admits_from_its_lease_without_a_round_trip(gov, monkeypatch):
+    """With leases and the budget view on (the default), a steady stream of requests far from
+    the limits makes no DynamoDB call before the provider call; the counter still holds every
+    request the leases admitted."""
+    from llm_gateway.pipeline.leases import BudgetView, RateLeases
+    from llm_gateway.stores.ratelimit import RateLimitStore, rate_key, window_start
+
+    gov.configure(limits={"tenant": {"rpm": 100_000, "tpm": 10**8}, "user": {"rpm": 50_000, "tpm": 10**8}},
+                  budgets=[{"scope": "tenant", "period": "monthly", "limit_usd": 100}])
+    monkeypatch.setenv("LLMGW_TENANT_CACHE_TTL_S", "60")
+    monkeypatch.setenv("LLMGW_BUDGET_FRESH_S", "60")  # no background refresh during the test
+    from llm_gateway.config import reset_settings
+    from llm_gateway.pipeline import parallel
+
+    reset_settings()
+    for _ in range(6):  # the instance becomes busy enough to lease
+        assert gov.chat().status == 200
+    parallel.drain()
+    sync: list[str] = []
+    claim, read = RateLeases.claim, BudgetView.read
+    monkeypatch.setattr(RateLeases, "claim", lambda self, c, w: sync.append("claim") or claim(self, c, w))
+    monkeypatch.setattr(BudgetView, "read", lambda self, keys: sync.append("read") or read(self, keys))
+    for _ in range(3):
+        resp = gov.chat()
+        assert resp.status == 200
+    assert sync == []
+    remaining = int(resp.headers["x-ratelimit-remaining-requests"])
+    assert 50_000 - 9 - 500 <= remaining <= 50_000 - 9  # the user scope: 9 requests, plus at most one lease
+    from llm_gateway.service.chat import chat_service
+
+    window = window_start(chat_service().pipeline.governance.clock())
+    req, _ = RateLimitStore().current(rate_key(TENANT, window))
+    assert req >= 9  # every admitted request is on the global counter (claimed by a lease)
 
 
 # ---------------------------------------------------------------- other routes

@@ -1,7 +1,8 @@
 """Steps 2, 3, 5 and 10 of the pipeline — rate limits, budgets, model approval and hooks — and
 their share of step 11 (charging budgets, correcting token reservations).
 
-The hot path costs at most two sequential DynamoDB round trips:
+The hot path costs at most two sequential DynamoDB round trips, and none while a tenant is far
+from its limits (per-instance rate-limit leases and a one-second budget view, `leases.py`):
 
 - before the provider call (`before_call`): the conditional rate-limit updates (tenant, user)
   and the strongly consistent budget read run side by side — one round trip;
@@ -132,6 +133,24 @@ class Governance:
         return self._budgets
 
     @property
+    def leases(self) -> Any:
+        leases = getattr(self, "_leases", None)
+        if leases is None:
+            from llm_gateway.pipeline.leases import RateLeases
+
+            leases = self._leases = RateLeases(self.rates)
+        return leases
+
+    @property
+    def budget_view(self) -> Any:
+        view = getattr(self, "_budget_view", None)
+        if view is None:
+            from llm_gateway.pipeline.leases import BudgetView
+
+            view = self._budget_view = BudgetView(self.budget_store)
+        return view
+
+    @property
     def enabled(self) -> bool:
         return settings().governance
 
@@ -224,7 +243,8 @@ class Governance:
         checks: list[RateCheck] = []
         for scope, limit, user in (("tenant", config.tenant_limit, None), ("user", config.user_limit, ctx.user_id)):
             if limit.active:
-                checks.append(RateCheck(scope, rate_key(ctx.tenant_id, window, user), limit.rpm, limit.tpm, estimate))
+                checks.append(RateCheck(scope, rate_key(ctx.tenant_id, window, user), limit.rpm, limit.tpm, estimate,
+                                        f"{scope}#{ctx.tenant_id}#{user or ''}"))
         for check in checks:
             if check.tpm is not None and estimate > check.tpm:
                 raise self._too_large(ctx, check, estimate)
@@ -232,12 +252,24 @@ class Governance:
         for b in config.budgets_for(ctx.user_id):
             period_key, resets_at = period_window(b.period, now)
             refs.append(BudgetRef(b, budget_key(ctx.tenant_id, period_key, None if b.scope == "tenant" else ctx.user_id), resets_at))
-        tasks: list[Callable[[], Any]] = [lambda c=c: self.rates.hit(c, window) for c in checks]
-        if refs:
-            tasks.append(lambda: self.budget_store.spent([r.key for r in refs]))
-        results = parallel.run_all(tasks)
+        # from this instance's lease and budget view when it can; a round trip for the rest
+        leases, view = self.leases, self.budget_view
         outcomes: list[RateOutcome] = []
+        tasks: list[Callable[[], Any]] = []
+        for c in checks:
+            local = leases.try_local(c, window)
+            if local is not None:
+                outcomes.append(local)
+            else:
+                tasks.append(lambda c=c: leases.claim(c, window))
         spent: dict[str, float] = {}
+        if refs:
+            cached = view.cached({r.key: r.budget.limit_usd for r in refs})
+            if cached is not None:
+                spent = cached
+            else:
+                tasks.append(lambda: view.read([r.key for r in refs]))
+        results = parallel.run_all(tasks)
         failed = False
         for r in results:
             if isinstance(r, RateOutcome):
@@ -253,7 +285,7 @@ class Governance:
         refused = next((o for o in outcomes if not o.allowed), None)
         exceeded = next((r for r in refs if spent.get(r.key, 0.0) >= r.budget.limit_usd), None)
         if refused is not None or exceeded is not None:
-            self._release([o for o in outcomes if o.allowed])
+            self._release([o for o in outcomes if o.allowed], window)
             if refused is not None:
                 raise self._rate_limited(ctx, refused, outcomes, now)
             assert exceeded is not None
@@ -263,10 +295,9 @@ class Governance:
         ctx.attributes["admission"] = admission
         ctx.attributes.setdefault("post_call", []).append(lambda: self.settle_tasks(ctx))
 
-    def _release(self, admitted: list[RateOutcome]) -> None:
+    def _release(self, admitted: list[RateOutcome], window: int) -> None:
         """Give back the slots of scopes that admitted a request another scope (or a budget) refused."""
-        tasks = [lambda o=o: self.rates.adjust(o.check.key, requests=-1, tokens=-o.check.tokens if o.check.tpm else 0)
-                 for o in admitted]
+        tasks = [t for t in (self.leases.give_back(o, window) for o in admitted) if t is not None]
         for r in parallel.run_all(tasks):
             if isinstance(r, Exception):
                 logger.warning("rate-limit release failed", extra={"error": type(r).__name__})
@@ -380,6 +411,7 @@ class Governance:
         cost = ctx.cost or 0.0
         if cost > 0:
             for key, ref in {r.key: r for r in adm.budgets}.items():
+                self.budget_view.charged(key, cost)
                 tasks.append(lambda k=key, r=ref: self.budget_store.charge(k, cost, r.resets_at))
         usage = ctx.usage
         actual = (usage.input_tokens + usage.output_tokens) if usage is not None else 0
@@ -387,7 +419,9 @@ class Governance:
         if delta:
             for o in adm.outcomes:
                 if o.check.tpm is not None:
-                    tasks.append(lambda k=o.check.key: self.rates.adjust(k, tokens=delta))
+                    task = self.leases.correct(o, adm.window, delta)
+                    if task is not None:
+                        tasks.append(task)
         return tasks
 
 

@@ -71,12 +71,18 @@ def run_post(tasks: list[tuple[str, Callable[[], Any]]], request_id: str = "") -
     wrapped = [logged(name, fn) for name, fn in tasks]
     if os.environ.get("LLMGW_USAGE_ASYNC") == "1":
         for fn in wrapped:
-            f = pool().submit(fn)
-            with _bg_lock:
-                _background.add(f)
-            f.add_done_callback(_forget)
+            background(fn)
         return
     run_all(wrapped)
+
+
+def background(fn: Callable[..., Any], *args: Any) -> Future:
+    """Work nobody waits for (a lease refill, a cache refresh); `drain` waits for it."""
+    f = pool().submit(fn, *args)
+    with _bg_lock:
+        _background.add(f)
+    f.add_done_callback(_forget)
+    return f
 
 
 def _forget(f: Future) -> None:
@@ -85,7 +91,7 @@ def _forget(f: Future) -> None:
 
 
 def drain(timeout_s: float = 5.0) -> None:
-    """Wait (bounded) for background post-call writes (tests, shutdown)."""
+    """Wait (bounded) for background work: post-call writes, refills (tests, shutdown)."""
     from concurrent.futures import wait
 
     with _bg_lock:

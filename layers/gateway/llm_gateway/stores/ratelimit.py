@@ -4,7 +4,9 @@ Item `RL#<tenant>#T#<window start>` (the tenant) or `RL#<tenant>#U#<window start
 user) holds `req` (requests admitted) and `tok` (tokens reserved, corrected after the call).
 Admission is ONE conditional `UpdateItem`:
 
-    ADD req :1, tok :estimate   IF (req < rpm) AND (tok <= tpm - estimate)
+    ADD req :1, tok :estimate   IF (req <= rpm - 1) AND (tok <= tpm - estimate)
+
+A lease (`pipeline/leases.py`) claims several requests and tokens at once with the same update.
 
 DynamoDB applies it atomically per item, so the limit holds across every Lambda instance and
 process at once; `ReturnValues` gives the new counts (the `x-ratelimit-remaining-*` headers)
@@ -33,6 +35,7 @@ class RateCheck:
     rpm: int | None
     tpm: int | None
     tokens: int  # tokens to reserve (the estimate)
+    ident: str = ""  # the scope across windows (tenant, user): what a lease is kept under
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,7 @@ class RateOutcome:
     requests: int  # count in the window after this request (or, refused, the count that refused it)
     tokens: int
     refused_by: str | None = None  # requests | tokens
+    leased: bool = False  # admitted from this instance's lease (pipeline/leases.py)
 
     @property
     def remaining_requests(self) -> int | None:
@@ -73,14 +77,14 @@ class RateLimitStore:
     def __init__(self, table: str | None = None) -> None:
         self.table = table or settings().counters_table
 
-    def hit(self, check: RateCheck, window: int) -> RateOutcome:
-        """Count one request (and its estimated tokens) if the window still has room."""
+    def hit(self, check: RateCheck, window: int, requests: int = 1) -> RateOutcome:
+        """Count `requests` requests (and `check.tokens` tokens) if the window still has room for all of them."""
         conditions = []
-        values: dict[str, Any] = {":one": {"N": "1"}, ":ttl": {"N": str(window + WINDOW_S + 3600)}}
+        values: dict[str, Any] = {":one": {"N": str(requests)}, ":ttl": {"N": str(window + WINDOW_S + 3600)}}
         update = "SET #ttl = if_not_exists(#ttl, :ttl) ADD req :one"
         if check.rpm is not None:
-            conditions.append("(attribute_not_exists(req) OR req < :rpm)")
-            values[":rpm"] = {"N": str(check.rpm)}
+            conditions.append("(attribute_not_exists(req) OR req <= :rpm)")
+            values[":rpm"] = {"N": str(check.rpm - requests)}
         if check.tpm is not None:
             update += ", tok :tok"
             values[":tok"] = {"N": str(check.tokens)}
@@ -99,7 +103,7 @@ class RateLimitStore:
         except ddb.exceptions.ConditionalCheckFailedException as exc:
             old = exc.response.get("Item") or {}
             req, tok = _n(old, "req"), _n(old, "tok")
-            by = "requests" if check.rpm is not None and req >= check.rpm else "tokens"
+            by = "requests" if check.rpm is not None and req > check.rpm - requests else "tokens"
             return RateOutcome(check, False, req, tok, by)
         return RateOutcome(check, True, _n(attrs, "req"), _n(attrs, "tok"))
 
