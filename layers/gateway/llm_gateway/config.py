@@ -58,6 +58,9 @@ class Settings:
     jwt_user_claim: str = "sub"
     jwt_scopes_claim: str = "scope"
     hook_timeout_ms: int = 1000
+    rate_lease_s: float = 1.0  # 0 = every request makes its own conditional update
+    budget_fresh_s: float = 1.0  # 0 = every request reads the budgets strongly consistent
+    budget_cache_below: float = 0.8  # the cached view is used only while spend < this share of the limit
     # realtime sessions over the WebSocket API (README: "Realtime")
     sessions_table: str = "llmgw-sessions"
     realtime_worker: str = "lambda"  # lambda (async invoke of the worker function) | thread (local mode)
@@ -68,6 +71,7 @@ class Settings:
     realtime_max_turn_audio_bytes: int = 5 * 1024 * 1024
     realtime_turn_timeout_s: int = 300
     realtime_history_chars: int = 16000
+    connections_endpoint_url: str | None = None  # local mode: where `@connections` is served
 
 
 @lru_cache(maxsize=1)
@@ -118,6 +122,9 @@ def settings() -> Settings:
         jwt_user_claim=env("LLMGW_JWT_USER_CLAIM", "sub"),
         jwt_scopes_claim=env("LLMGW_JWT_SCOPES_CLAIM", "scope"),
         hook_timeout_ms=int(env("LLMGW_HOOK_TIMEOUT_MS", "1000")),
+        rate_lease_s=float(env("LLMGW_RATE_LEASE_S", "1")),
+        budget_fresh_s=float(env("LLMGW_BUDGET_FRESH_S", "1")),
+        budget_cache_below=float(env("LLMGW_BUDGET_CACHE_BELOW", "0.8")),
         sessions_table=env("LLMGW_SESSIONS_TABLE", "llmgw-sessions"),
         realtime_worker=env("LLMGW_REALTIME_WORKER") or ("thread" if env("LLMGW_LOCAL", "") == "1" else "lambda"),
         realtime_worker_function=env("LLMGW_REALTIME_WORKER_FUNCTION", "llmgw-realtime-worker"),
@@ -127,6 +134,7 @@ def settings() -> Settings:
         realtime_max_turn_audio_bytes=int(env("LLMGW_REALTIME_MAX_TURN_AUDIO_BYTES", str(5 * 1024 * 1024))),
         realtime_turn_timeout_s=int(env("LLMGW_REALTIME_TURN_TIMEOUT_S", "300")),
         realtime_history_chars=int(env("LLMGW_REALTIME_HISTORY_CHARS", "16000")),
+        connections_endpoint_url=env("LLMGW_CONNECTIONS_ENDPOINT_URL") or None,
     )
 
 

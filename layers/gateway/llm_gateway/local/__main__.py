@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", args.log_level.upper())
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    # a long-running process: usage, audit and budget writes after the response, not before it
+    os.environ.setdefault("LLMGW_USAGE_ASYNC", "1")
     # jobs and batches: moto's Wait states really wait, so poll often (AWS defaults: 2-30 s, 15-300 s)
     for name, value in (("LLMGW_JOB_POLL_INITIAL_S", "1"), ("LLMGW_JOB_POLL_MAX_S", "2"),
                         ("LLMGW_BATCH_POLL_INITIAL_S", "1"), ("LLMGW_BATCH_POLL_MAX_S", "5")):
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(LocalGateway(), host=args.host, port=args.port, log_level="warning", access_log=False,
                     timeout_graceful_shutdown=2)
     finally:
+        from llm_gateway.pipeline import parallel
+
+        parallel.drain()  # the last requests' usage records
         server.stop()
     return 0
 

@@ -1,7 +1,8 @@
-"""The embedded AWS: moto's threaded server in-process, provisioned like the CDK stack."""
+"""The embedded AWS: moto's threaded server (in a child process), provisioned like the CDK stack."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -62,22 +63,120 @@ def serialize_moto_dynamodb() -> None:
     _serialized = True
 
 
-def start_embedded_aws(port: int | None = None) -> tuple[object, str]:
-    """Start moto on loopback and point the gateway's stores at it. Returns (server, endpoint)."""
-    import logging
+class EmbeddedAws:
+    """moto in a child process (`local/moto_process.py`), and the loopback endpoint on which
+    this process runs the workflow function's Lambda invocations for it."""
 
-    from moto.server import ThreadedMotoServer
+    def __init__(self, port: int | None = None) -> None:
+        import secrets
+        import subprocess
+        import sys
+        import threading
+        from http.server import ThreadingHTTPServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    serialize_moto_dynamodb()
-    port = port or free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        token = secrets.token_urlsafe(24)
+        self._dispatcher = ThreadingHTTPServer(("127.0.0.1", 0), _dispatch_handler(token))
+        self._dispatcher.daemon_threads = True
+        threading.Thread(target=self._dispatcher.serve_forever, name="llmgw-lambda-dispatch", daemon=True).start()
+        self.dispatch_base = f"http://127.0.0.1:{self._dispatcher.server_address[1]}"
+        dispatch_url = f"{self.dispatch_base}/invoke"
+        env = {**os.environ, "LLMGW_DISPATCH_TOKEN": token}
+        self._proc = subprocess.Popen([sys.executable, "-m", "llm_gateway.local.moto_process", str(self.port), dispatch_url],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()  # blocks until the server is up (or the child failed)
+        if line.strip() != "ready":
+            self.stop()
+            raise RuntimeError(f"the embedded AWS (moto) did not start on port {self.port}")
+
+    def stop(self) -> None:
+        try:
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()  # the child exits on EOF
+            self._proc.wait(5)
+        except Exception:  # noqa: BLE001 - stop it the hard way
+            self._proc.kill()
+        self._dispatcher.shutdown()
+        self._dispatcher.server_close()
+
+
+def _dispatch_handler(token: str) -> type:
+    from http.server import BaseHTTPRequestHandler
+
+    from llm_gateway.local.moto_process import TOKEN_HEADER
+
+    class Dispatch(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: boto3 reuses its connection
+
+        def _connections(self, method: str) -> None:
+            """The WebSocket API's `@connections` management API, for the local connections."""
+            from llm_gateway.local.realtime import connections
+
+            connection_id = self.path.rsplit("/@connections/", 1)[1].split("?", 1)[0]
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            if method == "POST":
+                ok = connections.deliver(connection_id, body)
+            elif method == "DELETE":
+                ok = connections.close(connection_id)
+            else:
+                ok = connections.is_open(connection_id)
+            if ok:
+                out = b"{}" if method == "GET" else b""
+                self.send_response(200 if method != "DELETE" else 204)
+            else:
+                out = json.dumps({"message": f"Connection {connection_id} is gone."}).encode()
+                self.send_response(410)
+                self.send_header("x-amzn-ErrorType", "GoneException")
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def do_GET(self) -> None:  # noqa: N802
+            if "/@connections/" in self.path:
+                return self._connections("GET")
+            self.send_error(404)
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            if "/@connections/" in self.path:
+                return self._connections("DELETE")
+            self.send_error(404)
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            import hmac
+
+            if "/@connections/" in self.path:
+                return self._connections("POST")
+            if not hmac.compare_digest(self.headers.get(TOKEN_HEADER, ""), token) or not self.path.startswith("/invoke/"):
+                self.send_error(403)
+                return
+            from llm_gateway.local.workflows import dispatch
+
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            headers: dict[str, str] = {}
+            out = dispatch(self.path[len("/invoke/"):], body, headers)
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    return Dispatch
+
+
+def start_embedded_aws(port: int | None = None) -> tuple[EmbeddedAws, str]:
+    """Start moto on loopback (its own process) and point the gateway's stores at it.
+    Returns (server, endpoint); `server.stop()` ends it."""
+    server = EmbeddedAws(port)
+    endpoint = server.endpoint
     os.environ["LLMGW_AWS_ENDPOINT_URL"] = endpoint
-    from llm_gateway.local.workflows import enable_server_workflows
-
-    enable_server_workflows(endpoint, port)  # the real state machine runs; its Lambda tasks run in-process
+    os.environ["LLMGW_CONNECTIONS_ENDPOINT_URL"] = server.dispatch_base  # `@connections` is served in this process
     # moto accepts any credentials; never let local mode pick up real ones
     os.environ["AWS_ACCESS_KEY_ID"] = "local"
     os.environ["AWS_SECRET_ACCESS_KEY"] = "local"

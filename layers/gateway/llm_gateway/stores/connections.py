@@ -36,7 +36,8 @@ def endpoint_for(domain: str, stage: str) -> str:
 
 
 def _client(endpoint: str) -> Any:
-    target = settings().aws_endpoint_url or endpoint
+    s = settings()
+    target = s.connections_endpoint_url or s.aws_endpoint_url or endpoint
     c = _clients.get(target)
     if c is None:
         with _lock:
