@@ -98,3 +98,6 @@ def drain(timeout_s: float = 5.0) -> None:
         pending = list(_background)
     if pending:
         wait(pending, timeout=timeout_s)
+    from llm_gateway.stores import writebehind
+
+    writebehind.flush()

@@ -39,6 +39,13 @@ class AggregateStore:
         if not parts:
             return
         expires = dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp() + settings().usage_ttl_days * 86400
+        from llm_gateway.stores.writebehind import writer
+
+        behind = writer()
+        if behind is not None:
+            behind.add(self.table, {"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": f"AGG#{day}#{model}"}},
+                       {k: v for k, v in figures.items() if v}, {"ttl": {"N": str(int(expires))}})
+            return
         values[":ttl"] = {"N": str(int(expires))}
         client("dynamodb").update_item(
             TableName=self.table, Key={"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": f"AGG#{day}#{model}"}},

@@ -67,6 +67,13 @@ class BudgetStore:
 
     def charge(self, key: str, amount_usd: float, resets_at: float) -> None:
         """Add a request's cost (atomic ADD, unconditional: the work was done)."""
+        from llm_gateway.stores.writebehind import writer
+
+        behind = writer()
+        if behind is not None:
+            behind.add(self.table, {"pk": {"S": key}}, {"spent": float(amount_usd)},
+                       {"ttl": {"N": str(int(resets_at) + KEEP_AFTER_PERIOD_S)}})
+            return
         client("dynamodb").update_item(
             TableName=self.table, Key={"pk": {"S": key}},
             UpdateExpression="SET #ttl = if_not_exists(#ttl, :ttl) ADD spent :c",

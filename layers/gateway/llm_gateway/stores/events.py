@@ -38,6 +38,12 @@ class EventSink:
     def put(self, events: list[dict[str, Any]]) -> int:
         """Send events; returns how many could not be delivered."""
         pending = self.entries(events)
+        from llm_gateway.stores.writebehind import writer
+
+        behind = writer()
+        if behind is not None:
+            behind.event_entries(pending)
+            return 0
         failed = 0
         eb = client("events")
         for start in range(0, len(pending), MAX_ENTRIES):

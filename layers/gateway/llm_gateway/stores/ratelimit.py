@@ -118,6 +118,12 @@ class RateLimitStore:
             values[":t"] = {"N": str(tokens)}
         if not parts:
             return
+        from llm_gateway.stores.writebehind import writer
+
+        behind = writer()
+        if behind is not None:
+            behind.add(self.table, {"pk": {"S": key}}, {k: v for k, v in (("req", requests), ("tok", tokens)) if v}, {})
+            return
         client("dynamodb").update_item(
             TableName=self.table, Key={"pk": {"S": key}}, UpdateExpression="ADD " + ", ".join(parts),
             ExpressionAttributeValues=values,

@@ -28,6 +28,12 @@ class UsageStore:
         item["pk"] = {"S": f"TENANT#{record['tenant_id']}"}
         item["sk"] = {"S": f"REQ#{int(ts * 1000):013d}#{record['request_id']}"}
         item["ttl"] = {"N": str(int(ts) + settings().usage_ttl_days * 86400)}
+        from llm_gateway.stores.writebehind import writer
+
+        behind = writer()
+        if behind is not None:
+            behind.put(self.table, item)
+            return
         client("dynamodb").put_item(TableName=self.table, Item=item)
 
     def record_session(self, summary: dict[str, Any]) -> None:
