@@ -167,7 +167,7 @@ CHAT_STREAM = FunctionSpec(
     tables=CHAT_JOB_TABLES,
     bucket=READ_WRITE,
     job_control=True,
-    requirements=("uvicorn>=0.30",),
+    requirements=("uvicorn>=0.30", "httptools>=0.6", "uvloop>=0.19"),  # uvicorn picks both when present
 )
 
 # The jobs-and-batches state machine's Task function (not on the API): runs the job through the

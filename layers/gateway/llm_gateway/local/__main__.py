@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ["LLMGW_LOCAL"] = "1"
+    # background threads (write-behind, lease refills) hold the GIL for at most this long before
+    # a request's thread gets it back (Python's default is 5 ms: a latency tail of its own)
+    sys.setswitchinterval(float(os.environ.get("LLMGW_SWITCH_INTERVAL_MS", "0.5")) / 1000)
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", args.log_level.upper())
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
