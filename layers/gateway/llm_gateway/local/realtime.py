@@ -6,11 +6,12 @@
   denial response; a plain close where the server lacks it). Each text (or binary) message
   becomes a `$default` event, run in order per connection; the end of the socket becomes a
   `$disconnect` event with the close code.
-- `@connections` emulation: the embedded moto serves `PostToConnection`/`DeleteConnection`
-  (the gateway's `stores/connections.py` calls it through boto3, as on AWS); `install()` patches
-  moto's backend so what is posted is delivered to the open socket, an unknown or closed
-  connection answers 410 `GoneException` (moto alone never does), and `DeleteConnection` closes
-  the socket (1000). Posts that arrive before the handshake completed are held and sent after
+- `@connections` emulation: the gateway's `stores/connections.py` calls the management API
+  through boto3, as on AWS. The local server's embedded AWS serves it in the gateway process
+  (`local/aws.py`, `LLMGW_CONNECTIONS_ENDPOINT_URL`); with moto in-process (tests), `install()`
+  patches moto's backend instead. Either way what is posted is delivered to the open socket, an
+  unknown or closed connection answers 410 `GoneException` (moto alone never does), and
+  `DeleteConnection` closes the socket (1000). Posts that arrive before the handshake completed are held and sent after
   it (API Gateway answers 410 then; the worker's greeting retries either way).
 - API Gateway's limits: a message over `LLMGW_REALTIME_MAX_MESSAGE_BYTES` (128 KB) closes the
   connection with 1009; no client message for `LLMGW_REALTIME_IDLE_S` (600 s) closes it with
