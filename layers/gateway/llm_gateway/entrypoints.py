@@ -11,12 +11,14 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
+from llm_gateway import heap
 from llm_gateway.api.errors import GatewayError
 from llm_gateway.observability import logger
 from llm_gateway.service.http import HttpResponse
 
 
 def to_powertools(resp: HttpResponse) -> Response:
+    heap.settle()  # a warm Lambda environment: full collections skip what the first requests built
     body = resp.buffered_body()
     headers = dict(resp.headers)
     content_type = headers.pop("Content-Type", "application/json")

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from llm_gateway import heap
 from llm_gateway.api.errors import GatewayError
 from llm_gateway.config import settings
 from llm_gateway.local.routes import handler_module_for
@@ -155,6 +156,7 @@ class LocalGateway:
         if self.stream_app is not None and scope["method"] == "POST" and path in STREAM_PATHS and wants_stream(body):
             # what the Function URL serves when deployed: true SSE, frames sent as produced
             await self.stream_app(scope, _replay(body, receive), send)
+            heap.settle()
             return
         module = handler_module_for(path)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -172,6 +174,7 @@ class LocalGateway:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._pool, fn, event, context)
         await _send_result(send, result)
+        heap.settle()
 
 
 STREAM_PATH = "/chat/completions"

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from llm_gateway import heap
 from llm_gateway.api.errors import GatewayError
 from llm_gateway.api.render import SSE_DONE
 from llm_gateway.config import settings
@@ -161,6 +162,7 @@ class ChatStreamApp:
             await _send_response(send, HttpResponse.problem(err, rid))
             return
         await self.chat(scope, receive, send, rid)
+        heap.settle()  # the Web Adapter's process stays warm: full collections skip the startup heap
 
     async def chat(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         limit = settings().max_body_bytes
