@@ -23,6 +23,7 @@ os.environ.update(
 os.environ.pop("AWS_SESSION_TOKEN", None)
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("LLMGW_AWS_ENDPOINT_URL", None)
+os.environ.pop("LLMGW_CONNECTIONS_ENDPOINT_URL", None)
 
 from llm_gateway.local.aws import DEV_API_KEY, DEV_TENANT, DEV_USER  # noqa: E402
 
@@ -58,6 +59,7 @@ def aws(monkeypatch):
     from moto import mock_aws
 
     monkeypatch.delenv("LLMGW_AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("LLMGW_CONNECTIONS_ENDPOINT_URL", raising=False)  # a local server's, from an earlier test
     with mock_aws():
         reset_process_state()
         from llm_gateway.local.aws import provision_and_seed
