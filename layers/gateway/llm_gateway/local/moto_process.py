@@ -55,6 +55,11 @@ def serve(port: int, dispatch_url: str, token: str) -> None:
     from llm_gateway.local.workflows import MOTO_CONFIG, defer_execution_start
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # keep-alive: werkzeug answers HTTP/1.0 (`Connection: close`) by default, so every boto3 call
+    # would open a new TCP connection and the server a new thread
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    MotoRequestHandler.protocol_version = "HTTP/1.1"
     serialize_moto_dynamodb()
     os.environ["MOTO_PORT"] = str(port)  # where moto's ASL interpreter sends its lambda.invoke
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
