@@ -3,7 +3,8 @@ compute added per request, and the latency it adds end to end on the local serve
 
 1. **DynamoDB per request** — in this process, the chat handler against the embedded AWS (moto's
    threaded server on loopback, so calls that run side by side really overlap), Lambda mode
-   (post-call writes waited for). A tenant with tenant and user limits (requests and tokens) and
+   (post-call writes waited for), in exact mode (leases and budget view off: the worst case)
+   and as shipped. A tenant with tenant and user limits (requests and tokens) and
    two budgets, warm caches. botocore's `before-call` / `after-call` events time every DynamoDB
    call; a request's *sequential round trips* = the number of groups of overlapping calls.
 2. **Compute added** — the same handler, governance on vs `LLMGW_GOVERNANCE=off` (the skeleton's
@@ -11,10 +12,10 @@ compute added per request, and the latency it adds end to end on the local serve
    post-call writes) subtracted: what governance costs the CPU, independent of the emulator.
 3. **End to end on the local server** — three `python -m llm_gateway.local` processes (each with
    its embedded moto), requests rotating between them: governance off; the dev tenant as seeded
-   (limits + budget: one conditional-update round trip before the call); and a tenant that also
-   has PII + moderation hooks before and after the call. `mock::echo` answers instantly, so the
-   difference is what governance adds — including moto's emulation of the pre-call round trip,
-   which is much slower than DynamoDB (its per-call cost is reported alongside).
+   (limits + budget: admitted from a rate-limit lease and the budget view once warm, a round
+   trip when a lease is claimed synchronously); and a tenant that also has PII + moderation
+   hooks before and after the call. `mock::echo` answers instantly, so the difference is what
+   governance adds.
 
 Targets (issue 8): ≤ 3 ms P99 added; ≤ 2 sequential DynamoDB round trips per request.
 """
@@ -37,7 +38,7 @@ TARGET_ADDED_P99_MS = 3.0
 TARGET_ROUND_TRIPS = 2
 N_CALLS = int(os.environ.get("BENCH_GOV_CALLS_N", "100"))
 N_COMPUTE = int(os.environ.get("BENCH_GOV_COMPUTE_N", "400"))
-N_E2E = int(os.environ.get("BENCH_GOV_E2E_N", "150"))
+N_E2E = int(os.environ.get("BENCH_GOV_E2E_N", "500"))
 WARMUP = 30
 
 GOVERNED = {
@@ -94,8 +95,25 @@ class CallTimer:
             self.calls.append((started[0], started[1], time.perf_counter()))
 
 
-def calls_per_request(key: str) -> dict[str, Any]:
+def calls_per_request(key: str, *, exact: bool) -> dict[str, Any]:
+    """DynamoDB calls and round trips per request. `exact`: leases and the budget view off, so
+    every request pays its own pre-call round trip (the worst case); else as shipped, where a
+    busy instance admits from its lease (refills run in the background, not counted)."""
     import importlib
+
+    from llm_gateway.config import reset_settings
+    from llm_gateway.pipeline.governance import reset_governance
+
+    for name in ("LLMGW_RATE_LEASE_S", "LLMGW_BUDGET_FRESH_S"):
+        if exact:
+            os.environ[name] = "0"
+        else:
+            os.environ.pop(name, None)
+    reset_settings()
+    reset_governance()
+    from llm_gateway.service.chat import reset_chat_service
+
+    reset_chat_service()
 
     from llm_gateway.local.server import LambdaContext
     from llm_gateway.stores.aws import client
@@ -118,8 +136,18 @@ def calls_per_request(key: str) -> dict[str, Any]:
             batch["id"] = None
 
     tags: list[Any] = []
-    client("dynamodb").meta.events.register(
-        "before-call.dynamodb.*", lambda **kw: tags.append(batch["id"] if batch["id"] is not None else object()) if timer.on else None)
+    request_thread = threading.get_ident()
+
+    def tag(**_: Any) -> None:
+        if not timer.on:
+            return
+        if batch["id"] is not None:
+            tags.append(batch["id"])
+        elif threading.get_ident() == request_thread:
+            tags.append(object())
+        # else: background work (a lease refill, a budget view refresh) the request does not wait for
+
+    client("dynamodb").meta.events.register("before-call.dynamodb.*", tag)
     parallel.run_all = tagged
     for i in range(WARMUP):
         handler(_event(key, f"w{i}"), LambdaContext("chat", f"w{i}"))
@@ -284,7 +312,8 @@ def main() -> str:
         TenantStore().put(TenantConfig.from_dict("bench-hooks", {**GOVERNED, "hooks": HOOKS}))
         keys = {"governed": ApiKeyStore().issue("bench", "bench-user")[1],
                 "hooks": ApiKeyStore().issue("bench-hooks", "bench-user")[1]}
-        calls = calls_per_request(keys["governed"])
+        calls = calls_per_request(keys["governed"], exact=True)
+        leased = calls_per_request(keys["governed"], exact=False)
         compute = compute_added(keys)
     finally:
         server.stop()
@@ -313,7 +342,10 @@ def main() -> str:
         f"{verdict(calls['structural'] <= TARGET_ROUND_TRIPS)} (target ≤ {TARGET_ROUND_TRIPS}). "
         f"Timed: the calls of a round trip overlapped on the wire in {calls['overlap_share']:.0%} of requests "
         f"(median {calls['trips']} groups of overlapping calls, max {calls['max_trips']}: on a busy machine a pool "
-        f"thread can start its call after the inline one returned).",
+        f"thread can start its call after the inline one returned). That is exact mode (`LLMGW_RATE_LEASE_S=0`, "
+        f"`LLMGW_BUDGET_FRESH_S=0`: what a quiet instance does); as shipped, this busy instance admits from its "
+        f"rate-limit lease and budget view: **at most {leased['structural']} round trip(s)** per request "
+        f"(the post-call writes; lease refills run in the background).",
         "",
         f"**Governance compute** (in-process, the request thread's waits on AWS subtracted, {N_COMPUTE} requests "
         f"per configuration, interleaved; ms; 'P99 added' = P99 − P99 of governance off, 'paired' = percentiles of "
@@ -330,12 +362,12 @@ def main() -> str:
         "",
         table(["configuration", "P50", "P90", "P99", "P99 added", "paired P99 added"], e2e_rows),
         "",
-        f"moto's conditional `UpdateItem` over loopback HTTP alone takes {ms(upd['p50'], 2)} ms P50 / "
-        f"{ms(upd['p99'], 2)} ms P99 (DynamoDB in-region: single-digit ms), and the pre-call round trip is "
-        f"unavoidable for a limit that must hold across instances. "
+        f"moto's conditional `UpdateItem` over loopback HTTP takes {ms(upd['p50'], 2)} ms P50 / "
+        f"{ms(upd['p99'], 2)} ms P99 (DynamoDB in-region: single-digit ms); on the local server a busy tenant far "
+        f"from its limits waits for none before the provider call (leases, budget view), and the post-call writes "
+        f"run after the response (write-behind). "
         f"{verdict(worst_e2e <= TARGET_ADDED_P99_MS)} ≤ {TARGET_ADDED_P99_MS} ms P99 added end to end on the "
-        f"local server (worst: {ms(worst_e2e, 2)} ms) — the emulator's round trip, not governance's compute, "
-        f"decides this figure.",
+        f"local server (worst: {ms(worst_e2e, 2)} ms).",
     ])
 
 
