@@ -164,3 +164,23 @@ def test_thread_safe_under_concurrent_reports():
     for t in threads:
         t.join()
     assert b.state == CLOSED and len(b.snapshot()["window"]) == b.settings.window
+
+
+def test_the_outbound_client_never_keeps_or_sends_provider_cookies():
+    """One pooled client serves every tenant: a cookie a provider sets must not ride along on
+    the next call (another tenant's, possibly)."""
+    import httpx
+
+    from llm_gateway.outbound.client import OutboundClient
+
+    seen: list[str | None] = []
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, json={}, headers={"set-cookie": "__cf_bm=tenant-a-session; Path=/; HttpOnly"})
+
+    out = OutboundClient(httpx.Client(transport=httpx.MockTransport(provider)))
+    for _ in range(2):
+        assert out.request("p", "GET", "https://provider.test/v1/models").status_code == 200
+    assert seen == [None, None]
+    assert len(out.raw.cookies) == 0

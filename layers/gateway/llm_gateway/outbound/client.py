@@ -77,6 +77,16 @@ def provider_status_error(
                         retry_after_s=retry if status in (500, 502, 503, 529) else None)
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing. One pooled client serves every tenant, so a cookie a
+    provider sets (load-balancer stickiness, bot-management tokens) must not be stored and sent
+    on other tenants' calls; and parsing each response's cookies through `http.cookiejar` was
+    a tenth of the gateway's CPU per call."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
 class OutboundClient:
     """Thin wrapper over `httpx.Client` that names the provider in every failure."""
 
@@ -87,6 +97,8 @@ class OutboundClient:
             follow_redirects=False,
             trust_env=False,
         )
+        # httpx has no switch for it: the client's jar is replaced (the `cookies` setter would wrap it)
+        self._client._cookies = _NoCookies()  # type: ignore[attr-defined]
         self.egress_base_url = os.environ.get("LLMGW_EGRESS_BASE_URL") or None
         self.breakers = breakers or BreakerRegistry()
 
