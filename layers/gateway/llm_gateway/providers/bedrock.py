@@ -94,6 +94,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from orjson import loads as _orjson_loads
+
 from llm_gateway.api.errors import GatewayError
 from llm_gateway.outbound.client import provider_status_error
 from llm_gateway.providers.base import ChatResult, ProviderAdapter, ProviderCall, StreamDelta, TokenUsage
@@ -898,19 +900,10 @@ class BedrockAdapter(ProviderAdapter):
 
 # ---------------------------------------------------------------- helpers (event stream)
 
-_RAW_DECODE = json.JSONDecoder().raw_decode
-
-
 def _loads(payload: bytes) -> Any:
-    """`json.loads` for the compact UTF-8 payloads of event frames, without its encoding sniffing."""
-    try:
-        text = payload.decode()
-        value, end = _RAW_DECODE(text)
-    except ValueError:  # UnicodeDecodeError included; json.loads raises the precise error
-        return json.loads(payload)
-    if end != len(text) and text[end:].strip():
-        return json.loads(payload)  # trailing data: let json.loads raise
-    return value
+    """The compact UTF-8 JSON payload of an event frame (orjson: a few times faster than `json`
+    on these small bodies; invalid JSON or trailing data raises ValueError, as json does)."""
+    return _orjson_loads(payload)
 
 
 _STRUCT_II = struct.Struct(">II")
