@@ -31,6 +31,7 @@ from llm_gateway.api.models import ChatRequest
 from llm_gateway.api.render import response_body
 from llm_gateway.config import settings
 from llm_gateway.jobs.backends import CANCELLED, EXPIRED, BatchBackend, BatchProgress, backend_for
+from llm_gateway.jobs.collaborators import PipelineCollaborators
 from llm_gateway.jobs.common import ACTIVE_BATCH, TERMINAL_BATCH, backoff, dumps, error_info, iso, now, principal_of, step_result
 from llm_gateway.jobs.jobrunner import charge_budgets_on_report
 from llm_gateway.observability import logger
@@ -51,34 +52,12 @@ def batch_timeout_info(limit_s: int) -> dict[str, str]:
     return {"code": "batch_timeout", "message": f"The batch did not finish within its time limit ({limit_s} s); it was stopped."}
 
 
-class BatchRunner:
+class BatchRunner(PipelineCollaborators):
     def __init__(self, store: BatchStore | None = None, pipeline: Any = None, usage: Any = None) -> None:
         self.store = store or BatchStore()
         self._pipeline = pipeline
         self._usage = usage
         self._inputs: dict[str, list[dict[str, Any]]] = {}
-
-    @property
-    def pipeline(self) -> Any:
-        if self._pipeline is None:
-            from llm_gateway.pipeline.chat import ChatPipeline
-
-            self._pipeline = ChatPipeline()
-        return self._pipeline
-
-    @property
-    def governance(self) -> Any:
-        from llm_gateway.pipeline.governance import get_governance
-
-        return get_governance()
-
-    @property
-    def usage(self) -> Any:
-        if self._usage is None:
-            from llm_gateway.pipeline.usage import UsageReporter
-
-            self._usage = UsageReporter()
-        return self._usage
 
     # ------------------------------------------------------------ pieces
     def items(self, meta: dict[str, Any]) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from llm_gateway.api.errors import GatewayError
 from llm_gateway.api.models import ChatRequest
 from llm_gateway.api.render import response_body
 from llm_gateway.config import settings
+from llm_gateway.jobs.collaborators import PipelineCollaborators
 from llm_gateway.jobs.common import (
     ACTIVE_JOB,
     TERMINAL_JOB,
@@ -45,7 +46,7 @@ from llm_gateway.stores.jobs import JobStore
 PRESIGN_S = 3600
 
 
-class JobRunner:
+class JobRunner(PipelineCollaborators):
     def __init__(self, store: JobStore | None = None, pipeline: Any = None, usage: Any = None, files: Any = None) -> None:
         self.store = store or JobStore()
         self._pipeline = pipeline
@@ -53,29 +54,6 @@ class JobRunner:
         self._files = files
 
     # ------------------------------------------------------------ collaborators (built on first use)
-    @property
-    def pipeline(self) -> Any:
-        if self._pipeline is None:
-            from llm_gateway.pipeline.chat import ChatPipeline
-
-            self._pipeline = ChatPipeline()
-        return self._pipeline
-
-    @property
-    def governance(self) -> Any:
-        """Steps 2, 3, 5 of the pipeline for the work the worker does outside `ChatPipeline`."""
-        from llm_gateway.pipeline.governance import get_governance
-
-        return get_governance()
-
-    @property
-    def usage(self) -> Any:
-        if self._usage is None:
-            from llm_gateway.pipeline.usage import UsageReporter
-
-            self._usage = UsageReporter()
-        return self._usage
-
     @property
     def files(self) -> Any:
         if self._files is None:
