@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-import jsii
-from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
+from infra.constructs.access_logs import AccessLogs
 from infra.nag import acknowledge
 
 # Metadata only: no headers, no query strings, no bodies (they may carry keys or prompts).
@@ -31,20 +30,6 @@ ACCESS_LOG_FORMAT = json.dumps({
     "integrationLatencyMs": "$context.integrationLatency",
     "integrationError": "$context.integrationErrorMessage",
 })
-
-
-@jsii.implements(apigwv2.IAccessLogSettings)
-class _AccessLogs:
-    def __init__(self, log_group: logs.ILogGroup) -> None:
-        self._destination = apigwv2.LogGroupLogDestination(log_group)
-
-    @property
-    def destination(self) -> apigwv2.IAccessLogDestination:
-        return self._destination
-
-    @property
-    def format(self) -> apigw.AccessLogFormat:
-        return apigw.AccessLogFormat.custom(ACCESS_LOG_FORMAT)
 
 
 class HttpApi(Construct):
@@ -67,7 +52,7 @@ class HttpApi(Construct):
         self.stage = apigwv2.HttpStage(
             self, "DefaultStage",
             http_api=self.api, stage_name="$default", auto_deploy=True,
-            access_log_settings=_AccessLogs(access_log_group),
+            access_log_settings=AccessLogs(access_log_group, ACCESS_LOG_FORMAT),
         )
         self.route_keys: list[str] = []
         unauthorized = 0

@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jsii
 from aws_cdk import ArnFormat, Duration, Stack
-from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_iam as iam
@@ -34,6 +32,7 @@ from aws_cdk.aws_apigatewayv2_integrations import WebSocketLambdaIntegration
 from constructs import Construct
 
 from infra import spec
+from infra.constructs.access_logs import AccessLogs
 from infra.constructs.functions import GatewayFunction, SharedDeps, construct_id
 from infra.nag import acknowledge, finding_resource
 
@@ -52,20 +51,6 @@ ACCESS_LOG_FORMAT = json.dumps({
     "integrationLatencyMs": "$context.integration.latency",
     "error": "$context.error.message",
 })
-
-
-@jsii.implements(apigwv2.IAccessLogSettings)
-class _AccessLogs:
-    def __init__(self, log_group: logs.ILogGroup) -> None:
-        self._destination = apigwv2.LogGroupLogDestination(log_group)
-
-    @property
-    def destination(self) -> apigwv2.IAccessLogDestination:
-        return self._destination
-
-    @property
-    def format(self) -> apigw.AccessLogFormat:
-        return apigw.AccessLogFormat.custom(ACCESS_LOG_FORMAT)
 
 
 def realtime_environment(extra_env: dict[str, str]) -> dict[str, str]:
@@ -145,7 +130,7 @@ class Realtime(Construct):
             web_socket_api=self.api, stage_name=spec.REALTIME_STAGE, auto_deploy=True,
             throttle=apigwv2.ThrottleSettings(rate_limit=spec.REALTIME_THROTTLE_RATE,
                                               burst_limit=spec.REALTIME_THROTTLE_BURST),
-            access_log_settings=_AccessLogs(deps.observability.log_group("RealtimeAccessLogs")),
+            access_log_settings=AccessLogs(deps.observability.log_group("RealtimeAccessLogs"), ACCESS_LOG_FORMAT),
         )
 
         # PostToConnection / DeleteConnection on this stage's connections only.
