@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import threading
 import time
 import wave
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.conftest import DEV_API_KEY, DEV_TENANT
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.script import Script
 from tests.fakes.server import Reply
+from tests.local_support import embedded_aws, serve
 
 WEATHER_TOOL = {
     "type": "function",
@@ -42,22 +42,6 @@ ANTHROPIC_WEATHER_TOOL = {
     "description": "The weather in a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
-
-
-def _serve(app: Any) -> tuple[Any, threading.Thread, str]:
-    import uvicorn
-
-    from llm_gateway.local.aws import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{port}"
 
 
 class FakeUpstream(FakeOpenAI):
@@ -76,15 +60,12 @@ UPSTREAM = "upstream::gpt-fake-upstream"
 def servers(tmp_path_factory):
     """The local gateway on loopback (embedded moto, dev key); the catalog is the default one
     plus `upstream::gpt-fake-upstream`, a fake OpenAI-wire provider."""
-    from llm_gateway.local.aws import provision_and_seed, start_embedded_aws
     from llm_gateway.registry.catalog import DEFAULT_CATALOG
     from tests.conftest import reset_process_state
-
-    saved = dict(os.environ)
     from tests.jobs_support import FAST_POLLS
 
-    os.environ.update(FAST_POLLS)  # batches: moto's Wait states really wait
-    with FakeUpstream() as fake:
+    with embedded_aws(), FakeUpstream() as fake:
+        os.environ.update(FAST_POLLS)  # batches: moto's Wait states really wait
         catalog = json.loads(Path(DEFAULT_CATALOG).read_text())
         provider, models = fake.catalog(["chat", "stream", "tools"])
         catalog["providers"].append(provider)
@@ -92,24 +73,14 @@ def servers(tmp_path_factory):
         path = tmp_path_factory.mktemp("compat") / "catalog.json"
         path.write_text(json.dumps(catalog))
         os.environ["LLMGW_CATALOG"] = str(path)
-        moto, _ = start_embedded_aws()
-        reset_process_state()
-        provision_and_seed()
-        from llm_gateway.local.server import LocalGateway
-
+        reset_process_state()  # the catalog and settings above
         from llm_gateway.compat.stream import with_doors
+        from llm_gateway.local.server import LocalGateway
         from llm_gateway.service.asgi import ChatStreamApp
 
-        server, thread, url = _serve(LocalGateway())
-        bare, bare_thread, bare_url = _serve(with_doors(ChatStreamApp()))  # what the Function URL serves
-        yield url, fake, bare_url
-        for srv, thr in ((server, thread), (bare, bare_thread)):
-            srv.should_exit = True
-            thr.join(5)
-        moto.stop()
-    os.environ.clear()
-    os.environ.update(saved)
-    reset_process_state()
+        # the bare app is what the Function URL serves
+        with serve(LocalGateway()) as url, serve(with_doors(ChatStreamApp())) as bare_url:
+            yield url, fake, bare_url
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import threading
 import time
 from typing import Any
 
@@ -18,49 +16,21 @@ from websockets.sync.client import connect
 
 from tests.conftest import DEV_API_KEY
 from tests.fakes.openai_realtime import FakeOpenAIRealtime
+from tests.local_support import embedded_aws, serve
 
 FRAME = 32 * 1024
 AUTH = {"Authorization": f"Bearer {DEV_API_KEY}"}
 FAKE_KEY_ENV = "FAKE_OPENAI_REALTIME_KEY"
 
 
-def _serve(app: Any) -> tuple[Any, threading.Thread, int]:
-    import uvicorn
-
-    from llm_gateway.local.aws import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    return server, thread, port
-
-
 @pytest.fixture(scope="module")
 def gateway():
     """The local gateway on loopback with an embedded moto: its ws:// base URL."""
-    from llm_gateway.local.aws import provision_and_seed, start_embedded_aws
-    from tests.conftest import reset_process_state
+    with embedded_aws():
+        from llm_gateway.local.server import LocalGateway
 
-    saved = dict(os.environ)
-    moto, _ = start_embedded_aws()
-    reset_process_state()
-    provision_and_seed()
-    from llm_gateway.local.server import LocalGateway
-
-    server, thread, port = _serve(LocalGateway())
-    yield f"ws://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
-    moto.stop()
-    os.environ.clear()
-    os.environ.update(saved)
-    reset_process_state()
+        with serve(LocalGateway()) as url:
+            yield "ws://" + url.removeprefix("http://")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import time
 from typing import Any
@@ -19,6 +18,7 @@ from tests.conftest import DEV_API_KEY, user
 from tests.fakes.openai import MODEL, FakeOpenAI, render_stream
 from tests.fakes.script import Script
 from tests.fakes.server import Reply
+from tests.local_support import embedded_aws, serve
 
 PRIMARY = f"openai::{MODEL}"
 BACKUP = "backup::gpt-fake-backup"
@@ -47,45 +47,15 @@ class FakeBackup(RecordingFake):
     model = "gpt-fake-backup"
 
 
-def _serve(app: Any) -> tuple[Any, threading.Thread, str]:
-    import uvicorn
-
-    from llm_gateway.local.aws import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="module")
 def servers():
     """The local gateway and the bare streaming app, on loopback, with an embedded moto."""
-    from llm_gateway.local.aws import provision_and_seed, start_embedded_aws
-    from tests.conftest import reset_process_state
+    with embedded_aws():
+        from llm_gateway.local.server import LocalGateway
+        from functions.chat_stream.app import app as stream_app
 
-    saved = dict(os.environ)
-    moto, _ = start_embedded_aws()
-    reset_process_state()
-    provision_and_seed()
-    from llm_gateway.local.server import LocalGateway
-    from functions.chat_stream.app import app as stream_app
-
-    local = _serve(LocalGateway())
-    bare = _serve(stream_app)
-    yield {"local": local[2], "stream_app": bare[2]}
-    for server, thread, _ in (local, bare):
-        server.should_exit = True
-        thread.join(5)
-    moto.stop()
-    os.environ.clear()
-    os.environ.update(saved)
-    reset_process_state()
+        with serve(LocalGateway()) as local, serve(stream_app) as bare:
+            yield {"local": local, "stream_app": bare}
 
 
 @pytest.fixture
