@@ -374,6 +374,30 @@ def test_sender_fits_every_post_in_one_frame_merges_and_stops_when_gone():
     assert len(json.dumps(cut)) < 128 * 1024 and cut["response"]["output"][0]["content"][0]["truncated"] is True
 
 
+def test_sender_posts_audio_after_the_events_queued_before_it_but_not_after_text_deltas():
+    from llm_gateway.realtime.sender import EventSender
+
+    posted: list[str] = []
+
+    class SlowConns:  # main-lane posts take a while, as @connections does under load
+        def post(self, conn: str, data: bytes) -> None:
+            event = json.loads(data)
+            if event["type"] != "response.audio.delta":
+                time.sleep(0.05)
+            posted.append(event["type"])
+
+    s = EventSender(SlowConns(), "c")
+    base = {"response_id": "r", "item_id": "i", "output_index": 0, "content_index": 0}
+    s.event({"type": "response.created"})
+    s.event({"type": "conversation.item.input_audio_transcription.completed"})
+    s.text("response.audio_transcript.delta", base, "hello")
+    s.audio(base, b"\0\0" * 10)
+    assert s.flush(10)
+    assert posted.index("response.audio.delta") > posted.index("conversation.item.input_audio_transcription.completed")
+    assert posted.index("response.audio.delta") < posted.index("response.audio_transcript.delta")  # text never holds audio back
+    s.close(5)
+
+
 def test_a_turn_whose_worker_died_does_not_block_the_session(rt, monkeypatch):
     from llm_gateway.realtime import launch
     from llm_gateway.stores.aws import client

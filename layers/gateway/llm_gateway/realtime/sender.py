@@ -1,8 +1,9 @@
 """Server events to one client, through `@connections`, in order, off the turn's critical path.
 
 Two lanes, each an ordered queue with its own posting thread: audio deltas, and everything else
-(so the audio a user hears never waits behind transcript posts; audio starts after the turn's
-first event, `response.created`). Deltas that pile up while a post is in flight are merged (same
+(so the audio a user hears never waits behind transcript deltas). Order between the lanes is kept
+for whole events: an audio delta is posted only after every event queued before it (such as
+`response.created` and the input transcription) was posted; text deltas never hold audio back. Deltas that pile up while a post is in flight are merged (same
 kind and item) before the next post — no waiting is ever added to merge — and every post is cut
 to fit one WebSocket frame (`protocol.FRAME_BYTES`): audio in pieces of `AUDIO_DELTA_BYTES` raw
 bytes, text in pieces of `TEXT_DELTA_CHARS`. A client that is gone (410) sets `gone` and the rest
@@ -34,25 +35,28 @@ class EventSender:
         self.first_audio_at: float | None = None
         self._failures = 0
         self._lock = threading.Lock()
-        self._started = threading.Event()  # the first main-lane event (response.created) was posted
+        self._order = threading.Condition()  # main-lane events queued / posted: audio waits for those before it
+        self._events_queued = 0
+        self._events_posted = 0
         self._lanes = {"main": _Lane(self, "main"), "audio": _Lane(self, "audio")}
 
     # ------------------------------------------------------------ queueing (turn side)
 
     def event(self, event: dict[str, Any]) -> None:
-        self._lanes["main"].put(("event", event, None))
+        self._events_queued += 1  # only the turn's thread queues
+        self._lanes["main"].put(("event", event, None, 0))
 
     def audio(self, base: dict[str, Any], data: bytes) -> None:
         """`response.audio.delta` with `base` fields (response_id, item_id, …) and raw audio bytes.
-        Audio has its own lane: it never waits behind transcript posts (it does wait for the
-        turn's first event, `response.created`)."""
+        Audio has its own lane: it never waits behind text deltas, only behind the whole events
+        queued before it."""
         if data:
-            self._lanes["audio"].put(("audio", base, data))
+            self._lanes["audio"].put(("audio", base, data, self._events_queued))
 
     def text(self, kind: str, base: dict[str, Any], delta: str) -> None:
         """`response.audio_transcript.delta` / `response.text.delta`."""
         if delta:
-            self._lanes["main"].put((kind, base, delta))
+            self._lanes["main"].put((kind, base, delta, 0))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued was posted (or dropped); False on timeout."""
@@ -66,8 +70,17 @@ class EventSender:
 
     # ------------------------------------------------------------ posting (lane threads)
 
-    def _send(self, item: tuple[str, dict[str, Any], Any]) -> None:
-        kind, base, payload = item
+    def _event_posted(self) -> None:
+        with self._order:
+            self._events_posted += 1
+            self._order.notify_all()
+
+    def _wait_for_events(self, count: int, timeout: float = 30.0) -> None:
+        with self._order:
+            self._order.wait_for(lambda: self.gone or self._events_posted >= count, timeout)
+
+    def _send(self, item: tuple[str, dict[str, Any], Any, int]) -> None:
+        kind, base, payload, _ = item
         if self.gone:
             return
         try:
@@ -95,7 +108,8 @@ class EventSender:
 
     def _drop(self) -> None:
         self.gone = True
-        self._started.set()
+        with self._order:
+            self._order.notify_all()
         for lane in self._lanes.values():
             lane.clear()
 
@@ -113,14 +127,14 @@ class _Lane:
     def __init__(self, sender: EventSender, name: str) -> None:
         self.sender = sender
         self.name = name
-        self._queue: deque[tuple[str, dict[str, Any], Any]] = deque()
+        self._queue: deque[tuple[str, dict[str, Any], Any, int]] = deque()  # kind, base, payload, events before it
         self._cond = threading.Condition()
         self._idle = True
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=f"rt-send-{name}", daemon=True)
         self._thread.start()
 
-    def put(self, item: tuple[str, dict[str, Any], Any]) -> None:
+    def put(self, item: tuple[str, dict[str, Any], Any, int]) -> None:
         if self.sender.gone:
             return
         with self._cond:
@@ -148,7 +162,7 @@ class _Lane:
                 self._cond.wait(left)
         return True
 
-    def _take(self) -> tuple[str, dict[str, Any], Any] | None:
+    def _take(self) -> tuple[str, dict[str, Any], Any, int] | None:
         with self._cond:
             while not self._queue:
                 self._idle = True
@@ -156,21 +170,21 @@ class _Lane:
                 if self._stopped:
                     return None
                 self._cond.wait()
-            kind, base, payload = self._queue.popleft()
+            kind, base, payload, after = self._queue.popleft()
             if kind != "event":
                 parts = [payload]
                 size = len(payload)
                 limit = AUDIO_DELTA_BYTES * 4 if kind == "audio" else TEXT_DELTA_CHARS * 4
                 while self._queue and size < limit:
-                    k2, b2, p2 = self._queue[0]
-                    if k2 != kind or b2.get("item_id") != base.get("item_id"):
+                    k2, b2, p2, a2 = self._queue[0]
+                    if k2 != kind or b2.get("item_id") != base.get("item_id") or a2 != after:
                         break
                     self._queue.popleft()
                     parts.append(p2)
                     size += len(p2)
                 payload = b"".join(parts) if kind == "audio" else "".join(parts)
             self._idle = False
-            return kind, base, payload
+            return kind, base, payload, after
 
     def _run(self) -> None:
         sender = self.sender
@@ -179,10 +193,10 @@ class _Lane:
             if item is None:
                 return
             if self.name == "audio":
-                sender._started.wait(30)
+                sender._wait_for_events(item[3])
             sender._send(item)
-            if self.name == "main":
-                sender._started.set()
+            if item[0] == "event":
+                sender._event_posted()
 
 
 def fit(event: dict[str, Any], limit: int = MESSAGE_BYTES) -> dict[str, Any]:
