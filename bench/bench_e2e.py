@@ -3,11 +3,13 @@
 Three processes on loopback: the fast fake OpenAI server (`bench.fake_openai`), the local
 gateway exactly as `make run` starts it (`python -m llm_gateway.local`: embedded moto + uvicorn,
 on free ports) with a catalog whose `openai` provider points at the fake, and this client.
-Two gateways run side by side: **as shipped**, and **the request path alone** (governance and
-audit events off, the usage write swapped for a no-op: no AWS call at all — what a proxy without
-a database does, e.g. LiteLLM's). Sequential rounds: the fake directly, then the same request
-through each gateway (`openai::gpt-4o-mini`), each on its own keep-alive `httpx` client, so drift
-hits all alike. Overhead = gateway latency − direct latency, per pair and as the difference of the
+Two gateways, each measured in its own block with only it running: **as shipped**, and **the
+request path alone** (governance and audit events off, the usage write swapped for a no-op: no
+AWS call at all — what a proxy without a database does, e.g. LiteLLM's). Running them side by
+side let the shipped gateway's post-call writes (and moto's CPU emulating them) land in the other
+variant's and the direct path's figures. Sequential rounds within a block: the fake directly,
+then the same request through the gateway (`openai::gpt-4o-mini`), each on its own keep-alive
+`httpx` client, so drift hits both alike. Overhead = gateway latency − direct latency, per pair and as the difference of the
 distributions. `bench._gateway` adds to each response the time its botocore calls kept the request
 waiting (`x-bench-aws-ms`: on the local server, the embedded moto's emulation), so the shipped
 gateway is also reported without it.
@@ -153,8 +155,9 @@ VARIANTS = (
 
 
 def measure(pairs: int = PAIRS, warmup: int = WARMUP) -> dict[str, Any]:
-    import httpx
-
+    """Each variant in its own block, with only its gateway running: one variant's background work
+    (the shipped gateway's post-call writes, moto's emulation of them) never lands in another's
+    figures. Within a block, direct and gateway requests alternate, so drift hits both alike."""
     from bench._common import setup_env
 
     setup_env()
@@ -162,34 +165,42 @@ def measure(pairs: int = PAIRS, warmup: int = WARMUP) -> dict[str, Any]:
 
     gw_headers = {"Authorization": f"Bearer {DEV_API_KEY}", "Content-Type": "application/json"}
     direct_headers = {"Authorization": "Bearer sk-bench-not-a-real-key", "Content-Type": "application/json"}
-    gw_payload = json.dumps(request_body(MODEL)).encode()
-    direct_payload = json.dumps(openai_body()).encode()
-    names = [v[0] for v in VARIANTS]
+    out: dict[str, Any] = {"pairs": pairs, "warmup": warmup, "variants": {}}
     with ExitStack() as stack:
         fake = stack.enter_context(FakeOpenAIProcess())
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
         catalog = write_catalog(fake.url, tmp)
-        gateways = {name: stack.enter_context(local_gateway(catalog, sink, extra_env=env))
-                    for name, _, sink, env in VARIANTS}
-        clients = {name: stack.enter_context(httpx.Client(trust_env=False, timeout=30)) for name in names}
-        direct = stack.enter_context(httpx.Client(trust_env=False, timeout=30))
-        urls = {name: gw.url + "/chat/completions" for name, gw in gateways.items()}
-        direct_chat = fake.url + "/v1/chat/completions"
-        for name in names:
-            first = clients[name].post(urls[name], content=gw_payload, headers=gw_headers)
-            if first.status_code != 200 or first.json().get("provider") != "openai":
-                raise RuntimeError(f"gateway ({name}) answered {first.status_code}: {first.text[:500]}")
+        for name, _, sink, env in VARIANTS:
+            with local_gateway(catalog, sink, extra_env=env) as gw:
+                block = _measure_block(gw, fake.url, catalog, pairs, warmup, gw_headers, direct_headers)
+            out["variants"][name] = block
+            out["pairs"] = min(out["pairs"], block["pairs"])
+    return out
+
+
+def _measure_block(gw: GatewayProcess, fake_url: str, catalog: str, pairs: int, warmup: int,
+                   gw_headers: dict[str, str], direct_headers: dict[str, str]) -> dict[str, Any]:
+    import httpx
+
+    gw_payload = json.dumps(request_body(MODEL)).encode()
+    direct_payload = json.dumps(openai_body()).encode()
+    url = gw.url + "/chat/completions"
+    direct_chat = fake_url + "/v1/chat/completions"
+    with httpx.Client(trust_env=False, timeout=30) as client, httpx.Client(trust_env=False, timeout=30) as direct:
+        first = client.post(url, content=gw_payload, headers=gw_headers)
+        if first.status_code != 200 or first.json().get("provider") != "openai":
+            raise RuntimeError(f"gateway answered {first.status_code}: {first.text[:500]}")
         perf = time.perf_counter_ns
         d_ms: list[float] = []
-        g_ms: dict[str, list[float]] = {n: [] for n in names}
-        aws_ms: dict[str, list[float]] = {n: [] for n in names}
-        calls: dict[str, list[int]] = {n: [] for n in names}
+        g_ms: list[float] = []
+        aws_ms: list[float] = []
+        calls: list[int] = []
         gc.collect()
-        cpu_start: dict[str, float] = {}
+        cpu_start = 0.0
         deadline = float("inf")
         for i in range(warmup + pairs):
             if i == warmup:
-                cpu_start = {n: gw.cpu_seconds() for n, gw in gateways.items()}
+                cpu_start = gw.cpu_seconds()
                 deadline = time.monotonic() + BUDGET_S
             elif i > warmup and time.monotonic() > deadline:
                 break
@@ -200,41 +211,37 @@ def measure(pairs: int = PAIRS, warmup: int = WARMUP) -> dict[str, Any]:
                 raise RuntimeError(f"direct request failed: {r.status_code}")
             if i >= warmup:
                 d_ms.append((t1 - t0) / 1e6)
-            for name in names:
-                t0 = perf()
-                r = clients[name].post(urls[name], content=gw_payload, headers=gw_headers)
-                t1 = perf()
-                if r.status_code != 200:
-                    raise RuntimeError(f"gateway ({name}) request failed: {r.status_code} {r.text[:300]}")
-                if i >= warmup:
-                    g_ms[name].append((t1 - t0) / 1e6)
-                    aws_ms[name].append(float(r.headers.get("x-bench-aws-ms", "0")))
-                    calls[name].append(int(r.headers.get("x-bench-aws-calls", "0")))
+            t0 = perf()
+            r = client.post(url, content=gw_payload, headers=gw_headers)
+            t1 = perf()
+            if r.status_code != 200:
+                raise RuntimeError(f"gateway request failed: {r.status_code} {r.text[:300]}")
+            if i >= warmup:
+                g_ms.append((t1 - t0) / 1e6)
+                aws_ms.append(float(r.headers.get("x-bench-aws-ms", "0")))
+                calls.append(int(r.headers.get("x-bench-aws-calls", "0")))
         n = len(d_ms)
-        cpu_ms = {name: (gw.cpu_seconds() - cpu_start[name]) * 1000 / max(1, n) for name, gw in gateways.items()}
-    d = summary(d_ms)
-    out: dict[str, Any] = {"pairs": n, "warmup": warmup, "direct": d, "variants": {}}
-    for name in names:
-        own = [g - a for g, a in zip(g_ms[name], aws_ms[name])]
-        g, o = summary(g_ms[name]), summary(own)
-        out["variants"][name] = {
-            "gateway": g, "aws": summary(aws_ms[name]), "calls": sum(calls[name]) / max(1, n), "cpu_ms": cpu_ms[name],
-            "pair_diff": summary([a - b for a, b in zip(g_ms[name], d_ms)]),
-            "pair_diff_own": summary([a - b for a, b in zip(own, d_ms)]),
-            "dist_diff": {k: g[k] - d[k] for k in ("p50", "p90", "p99", "mean")},
-            "dist_diff_own": {k: o[k] - d[k] for k in ("p50", "p90", "p99", "mean")},
-        }
-    return out
+        cpu_ms = (gw.cpu_seconds() - cpu_start) * 1000 / max(1, n)
+    own = [g - a for g, a in zip(g_ms, aws_ms)]
+    d, g, o = summary(d_ms), summary(g_ms), summary(own)
+    return {
+        "pairs": n, "direct": d, "gateway": g, "aws": summary(aws_ms), "calls": sum(calls) / max(1, n), "cpu_ms": cpu_ms,
+        "pair_diff": summary([a - b for a, b in zip(g_ms, d_ms)]),
+        "pair_diff_own": summary([a - b for a, b in zip(own, d_ms)]),
+        "dist_diff": {k: g[k] - d[k] for k in ("p50", "p90", "p99", "mean")},
+        "dist_diff_own": {k: o[k] - d[k] for k in ("p50", "p90", "p99", "mean")},
+    }
 
 
 def render(r: dict[str, Any]) -> str:
     def row(label: str, x: dict[str, float], with_max: bool = True) -> list[str]:
         return [label, ms(x["p50"]), ms(x["p90"]), ms(x["p99"]), ms(x["mean"]), ms(x["max"]) if with_max else ""]
 
-    rows = [row("direct to the fake", r["direct"])]
+    rows = []
     verdicts = []
     for name, label, _, _ in VARIANTS:
         v = r["variants"][name]
+        rows.append(row(f"direct to the fake (alternating with the gateway below, {v['pairs']} rounds)", v["direct"]))
         rows.append(row(f"through the gateway — **{label}**", v["gateway"]))
         has_aws = v["calls"] >= 0.5  # (a cached lookup refreshed now and then is not "AWS per request")
         if has_aws:
@@ -268,9 +275,10 @@ def render(r: dict[str, Any]) -> str:
         "## End-to-end overhead (local server, fake OpenAI-wire provider on loopback)",
         "",
         f"`python -m llm_gateway.local` (embedded moto + uvicorn, started through `bench._gateway`, which times the "
-        f"AWS calls of each request) with `{MODEL}` pointed at a raw-asyncio fake OpenAI server; {r['pairs']} sequential "
-        f"rounds (the fake directly, then through each gateway) after {r['warmup']} warm-up, keep-alive `httpx` "
-        f"clients. Machine: {machine()}.",
+        f"AWS calls of each request) with `{MODEL}` pointed at a raw-asyncio fake OpenAI server. Each variant is "
+        f"measured in its own block with only its gateway running (one variant's background work never lands in "
+        f"another's figures): {r['pairs']} sequential rounds (the fake directly, then through the gateway) after "
+        f"{r['warmup']} warm-up, keep-alive `httpx` clients. Machine: {machine()}.",
         "",
         table(["ms per request", "P50", "P90", "P99", "mean", "max"], rows),
         "",

@@ -5,8 +5,10 @@ Three kinds of processes on loopback: the fast fake OpenAI-wire server (`bench.f
 usage chunk, `[DONE]` — in one write, so the fake never hides gateway latency), the local gateway
 as `make run` starts it (embedded moto + uvicorn; a `stream: true` chat request is served by the
 streaming app, frames sent as produced) — as shipped, and with the usage write swapped for a
-no-op (`bench._gateway --usage-sink memory`) — and this client. Sequential rounds: the same
-streamed request directly to the fake, then through each gateway (`openai::gpt-4o-mini`), each on
+no-op (`bench._gateway --usage-sink memory`) — and this client. Each variant is measured
+in its own block with only its gateway running (side by side, the shipped gateway's post-call
+writes and moto's emulation of them landed in the other's figures). Sequential rounds: the same
+streamed request directly to the fake, then through the gateway (`openai::gpt-4o-mini`), each on
 its own keep-alive `httpx` client, reading the body as it arrives. TTFT = until the first content
 delta (`"content":"Gateways `) has arrived; whole stream = until `data: [DONE]` has arrived.
 Added = gateway − direct, per pair and as the difference of the distributions.
@@ -82,60 +84,61 @@ def measure(rounds: int = ROUNDS, warmup: int = WARMUP) -> dict[str, Any]:
     direct_headers = {"Authorization": "Bearer sk-bench-not-a-real-key", "Content-Type": "application/json"}
     gw_payload = json.dumps({**request_body(MODEL), "stream": True}).encode()
     direct_payload = json.dumps({**openai_body(), "stream": True, "stream_options": {"include_usage": True}}).encode()
+    out: dict[str, Any] = {"rounds": rounds, "warmup": warmup, "variants": {}}
     with ExitStack() as stack:
         fake = stack.enter_context(FakeOpenAIProcess())
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
         catalog = write_catalog(fake.url, tmp)
-        gateways = {name: stack.enter_context(local_gateway(catalog, sink, extra_env=env)) for name, (sink, env) in VARIANTS.items()}
-        urls = {name: gw.url + "/chat/completions" for name, gw in gateways.items()}
-        clients = {name: stack.enter_context(httpx.Client(trust_env=False, timeout=10)) for name in VARIANTS}
-        direct = stack.enter_context(httpx.Client(trust_env=False, timeout=10))
         direct_url = fake.url + "/v1/chat/completions"
-        d_ttft: list[float] = []
-        d_all: list[float] = []
-        g_ttft: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        g_all: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        cpu0: dict[str, float] = {}
-        gc.collect()
-        deadline = float("inf")
-        for i in range(warmup + rounds):
-            if i == warmup:
-                cpu0 = {name: gw.cpu_seconds() for name, gw in gateways.items()}
-                deadline = time.monotonic() + BUDGET_S
-            elif i > warmup and time.monotonic() > deadline:
-                break
-            a, b = timed_stream(direct, direct_url, direct_payload, direct_headers)
-            if i >= warmup:
-                d_ttft.append(a)
-                d_all.append(b)
-            for name in VARIANTS:
-                a, b = timed_stream(clients[name], urls[name], gw_payload, gw_headers)
-                if i >= warmup:
-                    g_ttft[name].append(a)
-                    g_all[name].append(b)
-        n = len(d_ttft)
-        cpu_ms = {name: (gw.cpu_seconds() - cpu0[name]) * 1000 / max(1, n) for name, gw in gateways.items()}
-    out: dict[str, Any] = {"rounds": n, "warmup": warmup, "direct": {"ttft": summary(d_ttft), "all": summary(d_all)}, "variants": {}}
+        # each variant in its own block, only its gateway running: one variant's background work
+        # (the shipped gateway's post-call writes and moto's emulation of them) stays in its own figures
+        for name, (sink, env) in VARIANTS.items():
+            with local_gateway(catalog, sink, extra_env=env) as gw, \
+                    httpx.Client(trust_env=False, timeout=10) as client, httpx.Client(trust_env=False, timeout=10) as direct:
+                url = gw.url + "/chat/completions"
+                d_ttft: list[float] = []
+                d_all: list[float] = []
+                g_ttft: list[float] = []
+                g_all: list[float] = []
+                cpu0 = 0.0
+                gc.collect()
+                deadline = float("inf")
+                for i in range(warmup + rounds):
+                    if i == warmup:
+                        cpu0 = gw.cpu_seconds()
+                        deadline = time.monotonic() + BUDGET_S
+                    elif i > warmup and time.monotonic() > deadline:
+                        break
+                    a, b = timed_stream(direct, direct_url, direct_payload, direct_headers)
+                    c, d = timed_stream(client, url, gw_payload, gw_headers)
+                    if i >= warmup:
+                        d_ttft.append(a)
+                        d_all.append(b)
+                        g_ttft.append(c)
+                        g_all.append(d)
+                n = len(d_ttft)
+                v: dict[str, Any] = {"rounds": n, "cpu_ms": (gw.cpu_seconds() - cpu0) * 1000 / max(1, n),
+                                     "direct": {"ttft": summary(d_ttft), "all": summary(d_all)}}
+            for key, g, dd in (("ttft", g_ttft, d_ttft), ("all", g_all, d_all)):
+                gs, ds = summary(g), summary(dd)
+                v[key] = {"gateway": gs, "pair": summary([x - y for x, y in zip(g, dd)]),
+                          "dist": {k: gs[k] - ds[k] for k in ("p50", "p90", "p99", "mean")}}
+            out["variants"][name] = v
+            out["rounds"] = min(out["rounds"], n)
     try:
         out["load"] = os.getloadavg()[0]
     except OSError:
         out["load"] = 0.0
-    for name in VARIANTS:
-        v: dict[str, Any] = {"cpu_ms": cpu_ms[name]}
-        for key, g, d in (("ttft", g_ttft[name], d_ttft), ("all", g_all[name], d_all)):
-            gs, ds = summary(g), summary(d)
-            v[key] = {"gateway": gs, "pair": summary([x - y for x, y in zip(g, d)]),
-                      "dist": {k: gs[k] - ds[k] for k in ("p50", "p90", "p99", "mean")}}
-        out["variants"][name] = v
     return out
 
 
 def render(r: dict[str, Any]) -> str:
     rows = []
     for key, what in (("ttft", "TTFT"), ("all", "whole stream")):
-        d = r["direct"][key]
-        rows.append([f"{what}: direct to the fake", ms(d["p50"]), ms(d["p90"]), ms(d["p99"]), ms(d["max"])])
         for name in VARIANTS:
+            d = r["variants"][name]["direct"][key]
+            rows.append([f"{what}: direct to the fake (alternating with the gateway below)", ms(d["p50"]), ms(d["p90"]),
+                         ms(d["p99"]), ms(d["max"])])
             v = r["variants"][name][key]
             g, dd, x = v["gateway"], v["dist"], v["pair"]
             rows.append([f"{what}: through the gateway — {LABELS[name]}", ms(g["p50"]), ms(g["p90"]), ms(g["p99"]), ms(g["max"])])
@@ -154,8 +157,8 @@ def render(r: dict[str, Any]) -> str:
         "## Streaming overhead (local server, fake OpenAI-wire provider on loopback)",
         "",
         f"`stream: true` through `python -m llm_gateway.local` (streaming app, frames sent as produced) with `{MODEL}` "
-        f"pointed at a raw-asyncio fake OpenAI server that answers a 12-event SSE stream at once; {r['rounds']} "
-        f"sequential rounds (direct, then through each gateway) after {r['warmup']} warm-up, keep-alive `httpx` "
+        f"pointed at a raw-asyncio fake OpenAI server that answers a 12-event SSE stream at once. Each variant in its "
+        f"own block with only its gateway running: {r['rounds']} sequential rounds (direct, then through the gateway) after {r['warmup']} warm-up, keep-alive `httpx` "
         f"clients reading the body as it arrives. TTFT = first content delta received; whole stream = "
         f"`data: [DONE]` received. Machine: {machine()}.",
         "",

@@ -197,6 +197,9 @@ def provision_and_seed(api_key: str = DEV_API_KEY) -> None:
 
     if not os.environ.get("LLMGW_AWS_ENDPOINT_URL"):
         serialize_moto_dynamodb()  # moto in this process (tests); the embedded server's child does it itself
+        from llm_gateway.local import moto_speedups
+
+        moto_speedups.apply()
     provision()
     ApiKeyStore().put(api_key, DEV_TENANT, DEV_USER, key_id="dev00000")
     from llm_gateway.stores.tenants import TenantConfig, TenantStore

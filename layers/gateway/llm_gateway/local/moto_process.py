@@ -45,22 +45,101 @@ def _forward_workflow_invocations(dispatch_url: str, token: str) -> None:
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
 
 
+def _lower_priority() -> None:
+    """The emulator yields the CPU to the gateway's requests when both want it (`LLMGW_MOTO_NICE`,
+    default 19, the lowest normal priority: it still runs whenever a core is free, so a request
+    waiting on it is never starved): on AWS this work runs on other machines, so here it should
+    not delay a request that does not need it."""
+    try:
+        os.nice(int(os.environ.get("LLMGW_MOTO_NICE", "19")))
+    except (OSError, ValueError, AttributeError):  # not permitted, or no nice() on this platform
+        pass
+
+
+class _BodyReader:
+    """The request body as a stream that ends at its `Content-Length` (a kept connection never
+    reaches EOF, so an application reading "everything" must stop there), counting what was read."""
+
+    def __init__(self, raw: Any, length: int) -> None:
+        self.raw = raw
+        self.left = length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.raw.read(size) if size else b""
+        self.left -= len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.raw.readline(size) if size else b""
+        self.left -= len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def __iter__(self) -> Any:
+        while line := self.readline():
+            yield line
+
+
+def _keep_connections_alive() -> None:
+    """HTTP keep-alive between the gateway's boto3 clients and moto.
+
+    werkzeug's development server sends `Connection: close` on every response (its request
+    handler cannot tell where an unread body ends), so every boto3 call opened a new TCP
+    connection and moto started a new thread for it. Here a request whose body has a
+    `Content-Length` is served on a kept connection: what the application left unread of the body
+    is read and dropped after the response, so the next request line starts where it should.
+    Chunked request bodies keep werkzeug's behaviour (close)."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    def run_wsgi(self: Any) -> None:
+        length = self.headers.get("Content-Length")
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        self.keep_alive = not chunked and (length is None or length.strip().isdigit())
+        if not self.keep_alive:
+            return original_run_wsgi(self)
+        raw = self.rfile
+        self.rfile = body = _BodyReader(raw, int(length or 0))
+        try:
+            original_run_wsgi(self)
+        finally:
+            self.rfile = raw
+        while body.left > 0 and not self.close_connection:  # what the application left unread
+            if not body.read(65536):
+                self.close_connection = True
+
+    def send_header(self: Any, keyword: str, value: str) -> None:
+        if keyword.lower() == "connection" and value.lower() == "close" and getattr(self, "keep_alive", False):
+            return
+        original_send_header(self, keyword, value)
+
+    original_run_wsgi = MotoRequestHandler.run_wsgi
+    original_send_header = MotoRequestHandler.send_header
+    MotoRequestHandler.protocol_version = "HTTP/1.1"
+    MotoRequestHandler.run_wsgi = run_wsgi  # type: ignore[method-assign]
+    MotoRequestHandler.send_header = send_header  # type: ignore[method-assign]
+
+
 def serve(port: int, dispatch_url: str, token: str) -> None:
     import logging
     import threading
 
     from moto.server import ThreadedMotoServer
 
+    from llm_gateway.local import moto_speedups
     from llm_gateway.local.aws import serialize_moto_dynamodb
     from llm_gateway.local.workflows import MOTO_CONFIG, defer_execution_start
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    # keep-alive: werkzeug answers HTTP/1.0 (`Connection: close`) by default, so every boto3 call
-    # would open a new TCP connection and the server a new thread
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-
-    MotoRequestHandler.protocol_version = "HTTP/1.1"
+    _lower_priority()
+    _keep_connections_alive()
     serialize_moto_dynamodb()
+    moto_speedups.apply()
     os.environ["MOTO_PORT"] = str(port)  # where moto's ASL interpreter sends its lambda.invoke
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -75,6 +75,7 @@ class WriteBehind:
                     self._thread.start()
 
     def _run(self) -> None:
+        _lower_thread_priority()
         while True:
             time.sleep(self.interval_s)
             self.flush()
@@ -157,6 +158,15 @@ class WriteBehind:
 
 _instance: WriteBehind | None = None
 _instance_lock = threading.Lock()
+
+
+def _lower_thread_priority(nice: int = 10) -> None:
+    """The flusher yields the CPU to request threads when both want it (Linux: a thread is a task
+    with its own nice value). Its work is off every request's path; it should not delay one."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (OSError, AttributeError):  # not permitted, or not Linux
+        pass
 
 
 def writer() -> WriteBehind | None:
