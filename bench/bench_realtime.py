@@ -14,8 +14,8 @@ it between invocations; overlapped with the reads) and the `@connections` posts.
 
 Two AWS stand-ins for the session store and `@connections`: moto in-process (the same boto3
 calls, served without a network hop — `@connections` at an execute-api host so the mock serves it)
-and the embedded moto server `make run` uses (every call a new TCP connection: werkzeug answers
-`Connection: close`). The emulator row is the wall time with a boto3 call in flight inside the
+and the embedded moto server `make run` uses (its own process at low CPU priority, kept
+connections). The emulator row is the wall time with a boto3 call in flight inside the
 window, so "without the emulator" approximates the gateway's own share.
 
 Target (issue 9): the gateway adds ≤ 50 ms from commit to the first audio delta.
@@ -185,8 +185,9 @@ def main() -> str:
         f"{verdict(fast['p50'] <= TARGET_MS)} (median). Through the embedded moto server the same path takes P50 "
         f"{shipped['p50']:.1f} ms, of which the gateway's own share is P50 {own['p50']:.1f} ms: each of the ~5 sequential "
         "session-store and `@connections` round trips on the path (commit, `committed` post, response.create, the turn's "
-        "reads and admission side by side, the first audio post) is a new TCP connection to the emulator (werkzeug answers "
-        "`Connection: close`). Each turn also opens the provider socket, overlapped with those reads.",
+        "reads and admission side by side, the first audio post) is a call into moto's emulation, a few ms each on "
+        "this machine (DynamoDB in-region: single-digit ms). Each turn also opens the provider socket, overlapped with "
+        "those reads.",
     ])
 
 if __name__ == "__main__":

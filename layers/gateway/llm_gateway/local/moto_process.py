@@ -94,7 +94,8 @@ def _keep_connections_alive() -> None:
     connection and moto started a new thread for it. Here a request whose body has a
     `Content-Length` is served on a kept connection: what the application left unread of the body
     is read and dropped after the response, so the next request line starts where it should.
-    Chunked request bodies keep werkzeug's behaviour (close)."""
+    Chunked request bodies keep werkzeug's behaviour (close). Nagle's algorithm is off on the
+    server's sockets."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler
 
     def run_wsgi(self: Any) -> None:
@@ -121,6 +122,9 @@ def _keep_connections_alive() -> None:
     original_run_wsgi = MotoRequestHandler.run_wsgi
     original_send_header = MotoRequestHandler.send_header
     MotoRequestHandler.protocol_version = "HTTP/1.1"
+    # werkzeug writes the headers and the body separately: on a kept connection Nagle's algorithm
+    # would hold the body until the client's delayed ACK (~40 ms a response)
+    MotoRequestHandler.disable_nagle_algorithm = True
     MotoRequestHandler.run_wsgi = run_wsgi  # type: ignore[method-assign]
     MotoRequestHandler.send_header = send_header  # type: ignore[method-assign]
 
