@@ -11,7 +11,9 @@ OpenAI and OpenAI-compatible cases live here (`CASES`). Other providers plug in 
   - add a `Case` factory to `CASES` (an adapter, a call, its answer body and stream lines), or
   - keep a `bench/bench_translation_<provider>.py` module exposing
     `measure(iterations, warmup, stream_runs) -> {"request": summary, "chunk": summary}`
-    (see `bench._common.summary`); it is discovered and added to the summary table.
+    (usually `bench._translation.time_case` of its `Case`); it is discovered and added to the
+    summary table.
+`bench/_translation.py` holds what they share: the conversation, the targets, the timing loop.
 
 Targets (issue 3): ≤ 100 µs per request and ≤ 10 µs per stream chunk, P99.
 Run: `python -m bench.bench_translation [provider ...]`.
@@ -19,56 +21,18 @@ Run: `python -m bench.bench_translation [provider ...]`.
 
 from __future__ import annotations
 
-import gc
 import importlib
 import json
 import os
 import statistics
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bench._common import machine, setup_env, summary, table, verdict
-
-TARGET_REQUEST_US = 100.0
-TARGET_CHUNK_US = 10.0
-ITERATIONS = int(os.environ.get("BENCH_TRANSLATION_N", "20000"))
-WARMUP = int(os.environ.get("BENCH_TRANSLATION_WARMUP", "2000"))
-STREAM_RUNS = int(os.environ.get("BENCH_TRANSLATION_STREAM_RUNS", "200"))
-STREAM_DELTAS = 200
-
-PAYLOAD = {
-    "messages": [
-        {"role": "system", "content": [{"type": "text", "text": "You are a concise travel assistant."}]},
-        {"role": "user", "content": [{"type": "text", "text": "What's the weather in Paris and Rome right now?"}]},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "Let me check both cities."},
-            {"type": "tool_call", "tool_call": {"id": "call_01", "name": "get_weather", "arguments": {"city": "Paris"}}},
-            {"type": "tool_call", "tool_call": {"id": "call_02", "name": "get_weather", "arguments": {"city": "Rome"}}},
-        ]},
-        {"role": "tool", "content": [{"type": "tool_result", "tool_result": {"tool_call_id": "call_01", "content": "18C, sunny"}}]},
-        {"role": "tool", "content": [{"type": "tool_result", "tool_result": {"tool_call_id": "call_02", "content": "24C, clear"}}]},
-        {"role": "user", "content": [{"type": "text", "text": "Which one is warmer?"}]},
-    ],
-    "tool_choice": "auto",
-    "temperature": 0.2,
-    "max_tokens": 512,
-}
-TOOLS = [{"name": "get_weather", "description": "Current weather for a city",
-          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
-
-
-@dataclass
-class Case:
-    """One provider's translation paths, ready to time."""
-
-    translate: Callable[[], Any]  # one request: build the wire body + parse the (JSON) answer
-    stream: Callable[[], Iterator[Any]]  # a fresh delta iterator over one streamed answer
-    expect_deltas: int  # deltas one stream yields (checked, so the bench measures what it claims)
-    describe: str
+from bench._common import machine, setup_env, table, verdict
+from bench._translation import (ITERATIONS, STREAM_DELTAS, STREAM_RUNS, TARGET_CHUNK_US, TARGET_REQUEST_US, TOOLS, WARMUP,
+                                Case, conversation, time_case)
 
 
 def _openai_case(kind: str = "openai") -> Case:
@@ -87,7 +51,7 @@ def _openai_case(kind: str = "openai") -> Case:
     provider = ProviderSpec(id=kind, kind=kind, base_url="https://api.openai.test/v1", credential=None)
     model = ModelSpec(id=f"{kind}::gpt-4o-mini", provider=provider, provider_model="gpt-4o-mini",
                       capabilities=frozenset({"chat", "stream", "tools"}), lifecycle="production")
-    call = ProviderCall(request=ChatRequest.model_validate({"model": model.id, **PAYLOAD}), model=model,
+    call = ProviderCall(request=ChatRequest.model_validate(conversation(model.id)), model=model,
                         deadline=Deadline(ttft_s=3600, total_s=3600), tools=TOOLS)
     cls = OpenAICompatibleAdapter if kind == "openai_compatible" else OpenAIAdapter
     adapter = cls(provider, OutboundClient(httpx.Client()))
@@ -127,40 +91,6 @@ CASES: dict[str, Callable[[], Case]] = {
 }
 
 
-def measure_case(case: Case, iterations: int = ITERATIONS, warmup: int = WARMUP, stream_runs: int = STREAM_RUNS) -> dict[str, Any]:
-    per_request: list[float] = []
-    per_chunk: list[float] = []
-    clock = time.perf_counter_ns
-    translate = case.translate
-    gc.collect()
-    gc.disable()
-    try:
-        for i in range(warmup + iterations):
-            t0 = clock()
-            translate()
-            dt = clock() - t0
-            if i >= warmup:
-                per_request.append(dt / 1000)
-        for run in range(stream_runs + 5):
-            gen = case.stream()
-            n = 0
-            while True:
-                t0 = clock()
-                try:
-                    next(gen)
-                except StopIteration:
-                    break
-                dt = clock() - t0
-                n += 1
-                if run >= 5:
-                    per_chunk.append(dt / 1000)
-            assert n == case.expect_deltas, f"expected {case.expect_deltas} deltas, got {n}"
-    finally:
-        gc.enable()
-    return {"iterations": iterations, "stream_runs": stream_runs, "request": summary(per_request),
-            "chunk": summary(per_chunk), "describe": case.describe}
-
-
 def discovered() -> dict[str, Callable[..., dict[str, Any]]]:
     """`bench/bench_translation_<provider>.py` modules with a `measure()`."""
     out: dict[str, Callable[..., dict[str, Any]]] = {}
@@ -184,7 +114,7 @@ def _measure_once(only: Iterable[str], iterations: int, warmup: int, stream_runs
     results: dict[str, dict[str, Any]] = {}
     for name, factory in CASES.items():
         if not wanted or name in wanted:
-            results[name] = measure_case(factory(), iterations, warmup, stream_runs)
+            results[name] = time_case(factory(), iterations, warmup, stream_runs)
     for name, measure in discovered().items():
         if name in results or (wanted and name not in wanted):
             continue

@@ -13,41 +13,12 @@ Run: `python -m bench.bench_translation_anthropic`.
 
 from __future__ import annotations
 
-import gc
 import json
-import os
-import time
 from typing import Any
 
-from bench._common import machine, setup_env, summary, table, verdict
+from bench._common import setup_env
+from bench._translation import ITERATIONS, STREAM_DELTAS, STREAM_RUNS, TOOLS, WARMUP, Case, conversation, render_provider, time_case
 
-TARGET_REQUEST_US = 100.0
-TARGET_CHUNK_US = 10.0
-ITERATIONS = int(os.environ.get("BENCH_TRANSLATION_N", "20000"))
-WARMUP = int(os.environ.get("BENCH_TRANSLATION_WARMUP", "2000"))
-STREAM_RUNS = int(os.environ.get("BENCH_TRANSLATION_STREAM_RUNS", "200"))
-STREAM_DELTAS = 200
-
-PAYLOAD = {
-    "model": "anthropic::claude-sonnet-4-5",
-    "messages": [
-        {"role": "system", "content": [{"type": "text", "text": "You are a concise travel assistant."}]},
-        {"role": "user", "content": [{"type": "text", "text": "What's the weather in Paris and Rome right now?"}]},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "Let me check both cities."},
-            {"type": "tool_call", "tool_call": {"id": "toolu_01", "name": "get_weather", "arguments": {"city": "Paris"}}},
-            {"type": "tool_call", "tool_call": {"id": "toolu_02", "name": "get_weather", "arguments": {"city": "Rome"}}},
-        ]},
-        {"role": "tool", "content": [{"type": "tool_result", "tool_result": {"tool_call_id": "toolu_01", "content": "18C, sunny"}}]},
-        {"role": "tool", "content": [{"type": "tool_result", "tool_result": {"tool_call_id": "toolu_02", "content": "24C, clear"}}]},
-        {"role": "user", "content": [{"type": "text", "text": "Which one is warmer?"}]},
-    ],
-    "tool_choice": "auto",
-    "temperature": 0.2,
-    "max_tokens": 512,
-}
-TOOLS = [{"name": "get_weather", "description": "Current weather for a city",
-          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
 ANSWER = {
     "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
     "content": [{"type": "text", "text": "Rome is warmer: 24C against 18C in Paris."}],
@@ -80,7 +51,7 @@ def _stream_lines() -> list[str]:
     return lines
 
 
-def _setup() -> tuple[Any, Any, Any]:
+def case() -> Case:
     setup_env()
     import httpx
 
@@ -94,69 +65,29 @@ def _setup() -> tuple[Any, Any, Any]:
     model = ModelSpec(id="anthropic::claude-sonnet-4-5", provider=provider, provider_model="claude-sonnet-4-5",
                       capabilities=frozenset({"chat", "stream", "tools"}), lifecycle="production",
                       limits={"max_output_tokens": 64000})
-    call = ProviderCall(request=ChatRequest.model_validate(PAYLOAD), model=model,
+    call = ProviderCall(request=ChatRequest.model_validate(conversation(model.id, "toolu_0")), model=model,
                         deadline=Deadline(ttft_s=30, total_s=60), tools=TOOLS)
-    return AnthropicAdapter(provider, OutboundClient(httpx.Client())), call, json.dumps(ANSWER)
+    adapter = AnthropicAdapter(provider, OutboundClient(httpx.Client()))
+    adapter.check(call)
+    answer_raw = json.dumps(ANSWER)
+    lines = _stream_lines()
+
+    def translate() -> Any:
+        adapter.build_body(call, stream=False)
+        return adapter.parse_result(json.loads(answer_raw), call)  # the JSON decode of the answer counts too
+
+    result = translate()
+    assert result.finish_reason == "stop" and result.usage.cached_input_tokens == 2048
+    return Case(translate, lambda: adapter.parse_stream(lines, call), STREAM_DELTAS + 1,
+                f"6-message tool conversation, one tool; {STREAM_DELTAS} `text_delta` events with pings")
 
 
 def measure(iterations: int = ITERATIONS, warmup: int = WARMUP, stream_runs: int = STREAM_RUNS) -> dict[str, Any]:
-    adapter, call, answer_raw = _setup()
-    adapter.check(call)
-    lines = _stream_lines()
-    per_request: list[float] = []
-    per_chunk: list[float] = []
-    clock = time.perf_counter_ns
-    gc.collect()
-    gc.disable()
-    try:
-        for i in range(warmup + iterations):
-            t0 = clock()
-            adapter.build_body(call, stream=False)
-            adapter.parse_result(json.loads(answer_raw), call)  # the JSON decode of the answer counts too
-            dt = clock() - t0
-            if i >= warmup:
-                per_request.append(dt / 1000)
-        for run in range(stream_runs + 5):
-            gen = adapter.parse_stream(lines, call)
-            while True:
-                t0 = clock()
-                try:
-                    next(gen)
-                except StopIteration:
-                    break
-                dt = clock() - t0
-                if run >= 5:
-                    per_chunk.append(dt / 1000)
-    finally:
-        gc.enable()
-    return {"iterations": iterations, "stream_runs": stream_runs, "request": summary(per_request), "chunk": summary(per_chunk)}
-
-
-def render(r: dict[str, Any]) -> str:
-    req, chunk = r["request"], r["chunk"]
-    us = lambda v: f"{v:.2f}"  # noqa: E731
-    rows = [
-        ["per request (build body + parse answer)", us(req["p50"]), us(req["p90"]), us(req["p99"]), us(req["mean"]), us(req["max"])],
-        ["per stream chunk (one SSE event → delta)", us(chunk["p50"]), us(chunk["p90"]), us(chunk["p99"]), us(chunk["mean"]), us(chunk["max"])],
-    ]
-    ok_req = req["p99"] <= TARGET_REQUEST_US
-    ok_chunk = chunk["p99"] <= TARGET_CHUNK_US
-    return "\n".join([
-        "## Anthropic translation overhead (in-process)",
-        "",
-        f"{r['iterations']} request translations (6-message tool conversation, one tool); "
-        f"{r['stream_runs']} streams of {STREAM_DELTAS} `text_delta` events with pings. Machine: {machine()}.",
-        "",
-        table(["µs", "P50", "P90", "P99", "mean", "max"], rows),
-        "",
-        f"Targets: request P99 ≤ {TARGET_REQUEST_US:g} µs — **{us(req['p99'])} µs** {verdict(ok_req)}; "
-        f"chunk P99 ≤ {TARGET_CHUNK_US:g} µs — **{us(chunk['p99'])} µs** {verdict(ok_chunk)}.",
-        "",
-    ])
+    return time_case(case(), iterations, warmup, stream_runs)
 
 
 def main() -> str:
-    return render(measure())
+    return render_provider("Anthropic", measure())
 
 
 if __name__ == "__main__":

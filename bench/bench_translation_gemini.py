@@ -16,39 +16,14 @@ Run: `python -m bench.bench_translation_gemini`.
 
 from __future__ import annotations
 
-import gc
 import json
-import os
-import time
 from typing import Any
 
-from bench._common import machine, setup_env, summary, table, verdict
+from bench._common import setup_env
+from bench._translation import ITERATIONS, STREAM_DELTAS, STREAM_RUNS, WARMUP, Case, conversation, render_provider, time_case
 
-TARGET_REQUEST_US = 100.0
-TARGET_CHUNK_US = 10.0
-ITERATIONS = int(os.environ.get("BENCH_TRANSLATION_N", "20000"))
-WARMUP = int(os.environ.get("BENCH_TRANSLATION_WARMUP", "2000"))
-STREAM_RUNS = int(os.environ.get("BENCH_TRANSLATION_STREAM_RUNS", "200"))
-STREAM_CHUNKS = 200
-
-PAYLOAD = {
-    "model": "gemini::gemini-2.5-flash",
-    "messages": [
-        {"role": "system", "content": [{"type": "text", "text": "You are a concise travel assistant."}]},
-        {"role": "user", "content": [{"type": "text", "text": "What's the weather in Paris and Rome right now?"}]},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "Let me check both cities."},
-            {"type": "tool_call", "tool_call": {"id": "call_01", "name": "get_weather", "arguments": {"city": "Paris"}}},
-            {"type": "tool_call", "tool_call": {"id": "call_02", "name": "get_weather", "arguments": {"city": "Rome"}}},
-        ]},
-        {"role": "tool", "content": [{"type": "tool_result", "tool_result": {"tool_call_id": "call_01", "content": "18C, sunny"}}]},
-        {"role": "tool", "content": [{"type": "tool_result", "tool_result": {"tool_call_id": "call_02", "content": "24C, clear"}}]},
-        {"role": "user", "content": [{"type": "text", "text": "Which one is warmer?"}]},
-    ],
-    "tool_choice": "auto",
-    "temperature": 0.2,
-    "max_tokens": 512,
-}
+STREAM_CHUNKS = STREAM_DELTAS
+# the shared tool with an enum and `additionalProperties`, which the schema-subset conversion handles
 TOOLS = [{"name": "get_weather", "description": "Current weather for a city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
                          "required": ["city"], "additionalProperties": False}}]
@@ -77,7 +52,7 @@ def _stream_lines() -> list[str]:
     return lines
 
 
-def _setup() -> tuple[Any, Any, Any]:
+def case() -> Case:
     setup_env()
     import httpx
 
@@ -91,69 +66,30 @@ def _setup() -> tuple[Any, Any, Any]:
     model = ModelSpec(id="gemini::gemini-2.5-flash", provider=provider, provider_model="gemini-2.5-flash",
                       capabilities=frozenset({"chat", "stream", "tools"}), lifecycle="production",
                       limits={"max_output_tokens": 65536})
-    call = ProviderCall(request=ChatRequest.model_validate(PAYLOAD), model=model,
+    call = ProviderCall(request=ChatRequest.model_validate(conversation(model.id)), model=model,
                         deadline=Deadline(ttft_s=30, total_s=60), tools=TOOLS, request_id="req_bench")
-    return GeminiAdapter(provider, OutboundClient(httpx.Client())), call, json.dumps(ANSWER)
+    adapter = GeminiAdapter(provider, OutboundClient(httpx.Client()))
+    adapter.check(call)
+    answer_raw = json.dumps(ANSWER)
+    lines = _stream_lines()
+
+    def translate() -> Any:
+        adapter.build_body(call)
+        return adapter.parse_result(json.loads(answer_raw), call)  # the JSON decode of the answer counts too
+
+    result = translate()
+    assert result.finish_reason == "stop" and result.usage.cached_input_tokens == 2048
+    return Case(translate, lambda: adapter.parse_stream(lines, call), STREAM_CHUNKS + 1,
+                f"6-message tool conversation, one tool with schema-subset conversion; {STREAM_CHUNKS} SSE chunks "
+                "with cumulative usageMetadata")
 
 
 def measure(iterations: int = ITERATIONS, warmup: int = WARMUP, stream_runs: int = STREAM_RUNS) -> dict[str, Any]:
-    adapter, call, answer_raw = _setup()
-    adapter.check(call)
-    lines = _stream_lines()
-    per_request: list[float] = []
-    per_chunk: list[float] = []
-    clock = time.perf_counter_ns
-    gc.collect()
-    gc.disable()
-    try:
-        for i in range(warmup + iterations):
-            t0 = clock()
-            adapter.build_body(call)
-            adapter.parse_result(json.loads(answer_raw), call)  # the JSON decode of the answer counts too
-            dt = clock() - t0
-            if i >= warmup:
-                per_request.append(dt / 1000)
-        for run in range(stream_runs + 5):
-            gen = adapter.parse_stream(lines, call)
-            while True:
-                t0 = clock()
-                try:
-                    next(gen)
-                except StopIteration:
-                    break
-                dt = clock() - t0
-                if run >= 5:
-                    per_chunk.append(dt / 1000)
-    finally:
-        gc.enable()
-    return {"iterations": iterations, "stream_runs": stream_runs, "request": summary(per_request), "chunk": summary(per_chunk)}
-
-
-def render(r: dict[str, Any]) -> str:
-    req, chunk = r["request"], r["chunk"]
-    us = lambda v: f"{v:.2f}"  # noqa: E731
-    rows = [
-        ["per request (build body + parse answer)", us(req["p50"]), us(req["p90"]), us(req["p99"]), us(req["mean"]), us(req["max"])],
-        ["per stream chunk (one SSE line → delta)", us(chunk["p50"]), us(chunk["p90"]), us(chunk["p99"]), us(chunk["mean"]), us(chunk["max"])],
-    ]
-    ok_req = req["p99"] <= TARGET_REQUEST_US
-    ok_chunk = chunk["p99"] <= TARGET_CHUNK_US
-    return "\n".join([
-        "## Gemini translation overhead (in-process)",
-        "",
-        f"{r['iterations']} request translations (6-message tool conversation, one tool with schema-subset conversion); "
-        f"{r['stream_runs']} streams of {STREAM_CHUNKS} SSE chunks with cumulative usageMetadata. Machine: {machine()}.",
-        "",
-        table(["µs", "P50", "P90", "P99", "mean", "max"], rows),
-        "",
-        f"Targets: request P99 ≤ {TARGET_REQUEST_US:g} µs — **{us(req['p99'])} µs** {verdict(ok_req)}; "
-        f"chunk P99 ≤ {TARGET_CHUNK_US:g} µs — **{us(chunk['p99'])} µs** {verdict(ok_chunk)}.",
-        "",
-    ])
+    return time_case(case(), iterations, warmup, stream_runs)
 
 
 def main() -> str:
-    return render(measure())
+    return render_provider("Gemini", measure())
 
 
 if __name__ == "__main__":
