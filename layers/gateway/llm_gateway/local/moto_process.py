@@ -119,6 +119,15 @@ def _keep_connections_alive() -> None:
             return
         original_send_header(self, keyword, value)
 
+    def handle_error(self: Any, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client reset its kept connection (its pool closed, its process ended): nothing to report
+        original_handle_error(self, request, client_address)
+
+    from werkzeug.serving import BaseWSGIServer
+
+    original_handle_error = BaseWSGIServer.handle_error
+    BaseWSGIServer.handle_error = handle_error  # type: ignore[method-assign]
     original_run_wsgi = MotoRequestHandler.run_wsgi
     original_send_header = MotoRequestHandler.send_header
     MotoRequestHandler.protocol_version = "HTTP/1.1"
