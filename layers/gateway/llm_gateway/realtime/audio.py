@@ -7,7 +7,8 @@
 | `g711_alaw` | G.711 A-law, one byte a sample                                  | 8 000 Hz    |
 | `wav`       | a RIFF/WAVE file (16-bit PCM, any rate, mono or stereo) — a gateway extension | the file's |
 
-Conversions go through 16-bit PCM: `to_pcm16()` decodes any input format, `PcmEncoder` turns a
+Conversions go through 16-bit PCM: `to_pcm16()` decodes any input format (`pcm16_at()` also
+resamples it to the rate a provider wants), `PcmEncoder` turns a
 PCM stream into an output format (resampling by integer up/down factors with array slicing:
 zero-order hold, enough for speech to and from the gateway's providers), `WavStreamReader` takes
 the PCM out of a WAV that arrives in pieces (a TTS stream).
@@ -209,6 +210,13 @@ def resample(pcm: bytes, src: int, dst: int) -> bytes:
         return pcm
     r = Resampler(src, dst)
     return r.feed(pcm)
+
+
+def pcm16_at(data: bytes, fmt: str, rate: int) -> bytes:
+    """Input audio in `fmt` as mono 16-bit PCM at `rate`: what a provider socket with a fixed input
+    rate takes (Gemini Live: 16 kHz)."""
+    pcm, src = to_pcm16(data, fmt)
+    return resample(pcm, src, rate)
 
 
 class Resampler:
