@@ -1,13 +1,17 @@
 """How a turn reaches the model: a provider's realtime socket, or a speech chain.
 
-| transport | used for                                           | module                      |
-| --------- | -------------------------------------------------- | --------------------------- |
-| `socket`  | providers with a realtime WebSocket API (`openai`) | `upstream/openai.py`        |
+| transport | used for                                                        | module                 |
+| --------- | --------------------------------------------------------------- | ---------------------- |
+| `socket`  | OpenAI Realtime (`openai`, the kind's default)                  | `upstream/openai.py`   |
+| `socket`  | Gemini Live (`gemini` models with `realtime_transport: socket`) | `upstream/gemini.py`   |
 | `chain`   | everyone else (the `mock`, …): speech-to-text → chat → text-to-speech through the provider adapters | `upstream/chain.py` |
 
 The model option `realtime_transport` (`socket` | `chain`) overrides the default of its provider
-kind. A `chain` model names its steps in the option `realtime` (`{"stt": id, "chat": id, "tts":
-id}`); a step it does not name is the model itself (which then needs that capability).
+kind: `socket` for the kinds in `DEFAULT_SOCKET_KINDS`, `chain` for the others. A `gemini` model
+takes the socket only when its option says so (only Live models have a Live API; the kind's other
+models keep the chain). A `chain` model names its steps in the option `realtime` (`{"stt": id,
+"chat": id, "tts": id}`); a step it does not name is the model itself (which then needs that
+capability).
 
 An upstream runs one turn: `run(turn)` yields `UpEvent`s (audio already in the session's output
 format) and ends with exactly one `usage` event; `status` says how it ended (`completed`,
@@ -26,7 +30,10 @@ if TYPE_CHECKING:
     from llm_gateway.realtime.usage import RealtimeUsage
     from llm_gateway.registry.catalog import ModelSpec
 
-SOCKET_KINDS = {"openai": "llm_gateway.realtime.upstream.openai:OpenAIRealtime"}
+SOCKET_KINDS = {"openai": "llm_gateway.realtime.upstream.openai:OpenAIRealtime",
+                "gemini": "llm_gateway.realtime.upstream.gemini:GeminiLive"}
+# kinds whose realtime models take the socket unless their option says `chain`; the others opt in
+DEFAULT_SOCKET_KINDS = frozenset({"openai"})
 CHAIN = "llm_gateway.realtime.upstream.chain:SpeechChain"
 
 
@@ -82,7 +89,7 @@ def transport_of(model: "ModelSpec") -> str:
     explicit = model.options.get("realtime_transport")
     if explicit in ("socket", "chain"):
         return explicit
-    return "socket" if model.provider.kind in SOCKET_KINDS else "chain"
+    return "socket" if model.provider.kind in DEFAULT_SOCKET_KINDS else "chain"
 
 
 def upstream_for(model: "ModelSpec") -> Upstream:
