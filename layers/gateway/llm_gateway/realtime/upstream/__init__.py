@@ -11,7 +11,8 @@ kind: `socket` for the kinds in `DEFAULT_SOCKET_KINDS`, `chain` for the others. 
 takes the socket only when its option says so (only Live models have a Live API; the kind's other
 models keep the chain). A `chain` model names its steps in the option `realtime` (`{"stt": id,
 "chat": id, "tts": id}`); a step it does not name is the model itself (which then needs that
-capability).
+capability). The socket upstreams share `upstream/socket_base.py` (the background handshake under
+the circuit breaker, the provider's HTTP refusals mapped to errors, closing).
 
 An upstream runs one turn: `run(turn)` yields `UpEvent`s (audio already in the session's output
 format) and ends with exactly one `usage` event; `status` says how it ended (`completed`,

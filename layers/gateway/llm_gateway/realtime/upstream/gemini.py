@@ -55,7 +55,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from llm_gateway.api.errors import GatewayError, redact
 from llm_gateway.realtime import audio as au
-from llm_gateway.realtime.upstream import Turn, UpEvent, Upstream
+from llm_gateway.realtime.upstream import Turn, UpEvent
+from llm_gateway.realtime.upstream.socket_base import POLL_S, SocketUpstream, close_opened, close_quietly, closed_error
 from llm_gateway.realtime.usage import RealtimeUsage, estimate
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
@@ -64,9 +65,7 @@ INPUT_RATE = 16000  # what realtimeInput audio must be
 INPUT_MIME = "audio/pcm;rate=16000"
 OUTPUT_RATE = 24000  # what the Live API answers in (the mimeType says)
 CHUNK_BYTES = 32_000  # one second of 16 kHz PCM16 per realtimeInput message
-POLL_S = 0.05  # how often a waiting read wakes up to check cancellation and deadlines
 USAGE_GRACE_S = 0.5  # after turnComplete, how long to wait for a usageMetadata still on its way
-DEFAULT_TTFT_S = 30.0
 DEFAULT_VOICE = "Puck"
 AUDIO_TOKENS_PER_S = 32  # Gemini's audio tokenisation, for estimates
 OPENAI_VOICES = frozenset({"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer",
@@ -117,26 +116,17 @@ def _rate_of(mime: str) -> int:
     return int(m.group(1)) if m and int(m.group(1)) > 0 else OUTPUT_RATE
 
 
-class GeminiLive(Upstream):
-    transport = "socket"
+class GeminiLive(SocketUpstream):
+    label = "Gemini Live"
 
     def __init__(self, model: Any) -> None:
         super().__init__(model)
-        self.ws: Any = None
-        self._opening: Any = None  # Future of the set-up socket, from prepare()
-        self._opening_setup: dict[str, Any] | None = None  # the setup it sent
-        self._permit: Any = None
+        self._opening_setup: dict[str, Any] | None = None  # the setup the socket being opened sent
         self._key: str | None = None
         self._go_away: str | None = None
         self._request_refused = False  # closed with 1007/1008: the request was the problem, not the upstream
 
     # ------------------------------------------------------------ configuration
-
-    def _ttft(self, deadline_s: float | None = None) -> float:
-        ttft = float(self.model.timeouts.get("ttft_ms", DEFAULT_TTFT_S * 1000)) / 1000
-        if deadline_s is not None:
-            ttft = min(ttft, max(0.1, deadline_s - time.monotonic()))
-        return ttft
 
     def _asks_audio(self, cfg: dict[str, Any]) -> bool:
         return "audio" in (cfg.get("modalities") or ["audio", "text"]) or bool(self.model.options.get("live_audio_only"))
@@ -195,10 +185,7 @@ class GeminiLive(Upstream):
 
     # ------------------------------------------------------------ errors
 
-    def _fail(self, detail: str, code: str = "provider_error", **extra: Any) -> GatewayError:
-        return GatewayError(code, detail, provider=self.model.provider.id, **extra)
-
-    def _scrub(self, text: str) -> str:
+    def _redact(self, text: str) -> str:
         text = redact(text)
         if self._key:
             text = text.replace(self._key, "[redacted]")
@@ -208,7 +195,7 @@ class GeminiLive(Upstream):
         """An `error` message of the Live API (`{"code", "message", "status"}`)."""
         err = err if isinstance(err, dict) else {"message": str(err)}
         status = str(err.get("status") or err.get("code") or "unknown")
-        message = self._scrub(str(err.get("message") or "no detail"))[:300]
+        message = self._redact(str(err.get("message") or "no detail"))[:300]
         if status in ("RESOURCE_EXHAUSTED", "429"):
             return self._fail(f"Gemini Live refused the turn ({status}): {message}", "rate_limited")
         if status in ("DEADLINE_EXCEEDED", "504"):
@@ -221,7 +208,7 @@ class GeminiLive(Upstream):
         after = f" after announcing it would (goAway, timeLeft {self._go_away})" if self._go_away else ""
         if frame is None:
             return self._fail(f"The Gemini Live socket dropped {when}{after} (no close frame).")
-        reason = self._scrub(frame.reason or "").strip()[:300]
+        reason = self._redact(frame.reason or "").strip()[:300]
         self._request_refused = frame.code in (1007, 1008)
         low = reason.lower()
         if "quota" in low or "resource_exhausted" in low or "rate limit" in low:
@@ -251,35 +238,9 @@ class GeminiLive(Upstream):
             headers["x-goog-api-key"] = key
         return headers
 
-    def _connect(self, url: str, timeout: float) -> Any:
-        try:
-            from websockets.exceptions import InvalidHandshake, InvalidStatus
-            from websockets.sync.client import connect
-        except ImportError:  # the realtime worker function ships `websockets` (see infra's function requirements)
-            raise self._fail("This deployment has no WebSocket client (the `websockets` package) for provider realtime sockets.",
-                             "internal_error") from None
-        headers = self._headers()
-        try:
-            return connect(url, additional_headers=headers, open_timeout=timeout, close_timeout=1,
-                           max_size=16 * 1024 * 1024, compression=None, proxy=None, ping_interval=20, ping_timeout=20)
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            body = self._scrub(exc.response.body.decode("utf-8", "replace")[:300]) if exc.response.body else ""
-            if status == 429:
-                retry = exc.response.headers.get("retry-after")
-                raise self._fail(f"Gemini Live refused the connection: 429 {body}".strip(), "rate_limited",
-                                 retry_after_s=float(retry) if retry and retry.replace(".", "", 1).isdigit() else None) from None
-            if status in (408, 504):
-                raise self._fail(f"Gemini Live timed out opening the session ({status}).", "provider_timeout") from None
-            raise self._fail(f"Gemini Live refused the connection: {status} {body}".strip()) from None
-        except TimeoutError:
-            raise self._fail("Gemini Live did not accept the connection in time.", "provider_timeout") from None
-        except (InvalidHandshake, OSError) as exc:
-            raise self._fail(f"Cannot open the Gemini Live socket: {type(exc).__name__}: {self._scrub(str(exc))[:200]}") from None
-
     def _open(self, url: str, setup: dict[str, Any], timeout: float) -> Any:
         """A socket whose setup the server confirmed (`setupComplete`)."""
-        ConnectionClosed = _closed_error()  # noqa: N806
+        ConnectionClosed = closed_error()  # noqa: N806
         started = time.monotonic()
         ws = self._connect(url, timeout)
         try:
@@ -302,10 +263,10 @@ class GeminiLive(Upstream):
                 if "goAway" in msg:
                     self._note_go_away(msg["goAway"])
         except ConnectionClosed as exc:
-            _close_quietly(ws)
+            close_quietly(ws)
             raise self._closed(exc, "during the session setup") from None
         except BaseException:
-            _close_quietly(ws)
+            close_quietly(ws)
             raise
 
     def _note_go_away(self, body: Any) -> None:
@@ -315,25 +276,22 @@ class GeminiLive(Upstream):
         self._go_away = str(left or "unknown")[:32]
         logger.info("gemini live goAway", extra={"provider": self.model.provider.id, "time_left": self._go_away})
 
-    def prepare(self, config: dict[str, Any]) -> None:
+    def url(self) -> str:
+        return live_url(self.model)
+
+    def _start(self, url: str, config: dict[str, Any]) -> Any:
         """Connect and send the setup in the background (overlapping the session store reads)."""
-        from llm_gateway.outbound.client import get_outbound
         from llm_gateway.pipeline import parallel
 
-        url = live_url(self.model)
-        try:
-            self._permit = get_outbound().breakers.acquire(self.model.provider.id, url)
-        except GatewayError:
-            return  # run() acquires again and raises the circuit-open error in its place
         setup = self._setup(config)
         self._opening_setup = setup
-        self._opening = parallel.submit(self._open, url, setup, self._ttft())
+        return parallel.submit(self._open, url, setup, self._ttft())
 
     def _await(self, opening: Any, turn: Turn) -> Any:
         """The prepared socket, or None when the turn was cancelled while it opened."""
         while True:
             if turn.cancelled():
-                opening.add_done_callback(_close_opened)
+                opening.add_done_callback(close_opened)
                 return None
             try:
                 return opening.result(timeout=POLL_S)
@@ -345,7 +303,7 @@ class GeminiLive(Upstream):
     def run(self, turn: Turn) -> Iterator[UpEvent]:
         from llm_gateway.outbound.client import get_outbound
 
-        ConnectionClosed = _closed_error()  # noqa: N806
+        ConnectionClosed = closed_error()  # noqa: N806
         cfg = turn.config
         try:
             pcm = au.pcm16_at(turn.audio, cfg["input_audio_format"], INPUT_RATE)
@@ -361,7 +319,7 @@ class GeminiLive(Upstream):
         prepared, self._opening_setup = self._opening_setup, None
         permit, self._permit = self._permit, None
         if opening is not None and prepared != setup:  # the config changed after prepare(): set up again
-            opening.add_done_callback(_close_opened)
+            opening.add_done_callback(close_opened)
             opening = None
         if permit is None:
             permit = get_outbound().breakers.acquire(self.model.provider.id, url)
@@ -510,38 +468,3 @@ class GeminiLive(Upstream):
             self.usage = reported
             self.close()
         yield UpEvent("usage", usage=reported)
-
-    def close(self) -> None:
-        opening, self._opening = self._opening, None
-        if opening is not None:  # prepared but never run (governance refused, bad audio…)
-            opening.add_done_callback(_close_opened)
-            if self._permit is not None:
-                self._permit.neutral()
-                self._permit = None
-        ws, self.ws = self.ws, None
-        if ws is not None:
-            _close_quietly(ws)
-
-
-def _closed_error() -> type[BaseException]:
-    try:
-        from websockets.exceptions import ConnectionClosed
-    except ImportError:  # _connect() reports the missing package
-        return _NeverRaised
-    return ConnectionClosed
-
-
-def _close_quietly(ws: Any) -> None:
-    try:
-        ws.close()
-    except Exception:  # noqa: BLE001 - best effort
-        pass
-
-
-def _close_opened(future: Any) -> None:
-    if future.exception() is None:
-        _close_quietly(future.result())
-
-
-class _NeverRaised(Exception):
-    pass

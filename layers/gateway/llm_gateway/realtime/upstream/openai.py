@@ -36,14 +36,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from llm_gateway.api.errors import GatewayError, redact
 from llm_gateway.realtime import audio as au
-from llm_gateway.realtime.upstream import Turn, UpEvent, Upstream
+from llm_gateway.realtime.upstream import Turn, UpEvent
+from llm_gateway.realtime.upstream.socket_base import POLL_S, SocketUpstream, closed_error
 from llm_gateway.realtime.usage import RealtimeUsage, estimate
 
 APPEND_BYTES = 384 * 1024  # raw audio per input_audio_buffer.append (512 KB base64)
-POLL_S = 0.05  # how often a waiting read wakes up to check cancellation and deadlines
 CANCEL_GRACE_S = 2.0
 TRANSCRIPT_GRACE_S = 0.5
-DEFAULT_TTFT_S = 30.0
 
 AUDIO_DELTA = ("response.audio.delta", "response.output_audio.delta")
 TRANSCRIPT_DELTA = ("response.audio_transcript.delta", "response.output_audio_transcript.delta")
@@ -62,32 +61,11 @@ def realtime_url(model: Any) -> str:
     return urlunsplit((scheme, parts.netloc, path, f"model={quote(model.provider_model, safe='')}", ""))
 
 
-class OpenAIRealtime(Upstream):
-    transport = "socket"
+class OpenAIRealtime(SocketUpstream):
+    label = "OpenAI realtime"
 
-    def __init__(self, model: Any) -> None:
-        super().__init__(model)
-        self.ws: Any = None
-        self._opening: Any = None  # Future of the socket, from prepare()
-        self._permit: Any = None
-
-    def _ttft(self, deadline_s: float | None = None) -> float:
-        ttft = float(self.model.timeouts.get("ttft_ms", DEFAULT_TTFT_S * 1000)) / 1000
-        if deadline_s is not None:
-            ttft = min(ttft, max(0.1, deadline_s - time.monotonic()))
-        return ttft
-
-    def prepare(self, config: dict[str, Any]) -> None:
-        """Open the socket in the background (the handshake overlaps the session store reads)."""
-        from llm_gateway.outbound.client import get_outbound
-        from llm_gateway.pipeline import parallel
-
-        url = realtime_url(self.model)
-        try:
-            self._permit = get_outbound().breakers.acquire(self.model.provider.id, url)
-        except GatewayError:
-            return  # run() acquires again and raises the circuit-open error in its place
-        self._opening = parallel.submit(self._connect, url, self._ttft())
+    def url(self) -> str:
+        return realtime_url(self.model)
 
     def check(self, config: dict[str, Any]) -> None:
         return None
@@ -103,34 +81,6 @@ class OpenAIRealtime(Upstream):
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
-
-    def _fail(self, detail: str, code: str = "provider_error", **extra: Any) -> GatewayError:
-        return GatewayError(code, detail, provider=self.model.provider.id, **extra)
-
-    def _connect(self, url: str, timeout: float) -> Any:
-        try:
-            from websockets.exceptions import InvalidHandshake, InvalidStatus
-            from websockets.sync.client import connect
-        except ImportError:  # the realtime worker function ships `websockets` (see infra's function requirements)
-            raise self._fail("This deployment has no WebSocket client (the `websockets` package) for provider realtime sockets.",
-                             "internal_error") from None
-        try:
-            return connect(url, additional_headers=self._headers(), open_timeout=timeout, close_timeout=1,
-                           max_size=16 * 1024 * 1024, compression=None, proxy=None, ping_interval=20, ping_timeout=20)
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            body = exc.response.body.decode("utf-8", "replace")[:300] if exc.response.body else ""
-            if status == 429:
-                retry = exc.response.headers.get("retry-after")
-                raise self._fail(f"OpenAI realtime refused the connection: 429 {redact(body)}", "rate_limited",
-                                 retry_after_s=float(retry) if retry and retry.replace(".", "", 1).isdigit() else None) from None
-            if status in (408, 504):
-                raise self._fail(f"OpenAI realtime timed out opening the session ({status}).", "provider_timeout") from None
-            raise self._fail(f"OpenAI realtime refused the connection: {status} {redact(body)}".strip()) from None
-        except TimeoutError:
-            raise self._fail("OpenAI realtime did not accept the connection in time.", "provider_timeout") from None
-        except (InvalidHandshake, OSError) as exc:
-            raise self._fail(f"Cannot open OpenAI realtime socket: {type(exc).__name__}: {redact(str(exc))[:200]}") from None
 
     def _session(self, cfg: dict[str, Any]) -> dict[str, Any]:
         fmt_in = cfg["input_audio_format"]
@@ -155,10 +105,7 @@ class OpenAIRealtime(Upstream):
     def run(self, turn: Turn) -> Iterator[UpEvent]:
         from llm_gateway.outbound.client import get_outbound
 
-        try:
-            from websockets.exceptions import ConnectionClosed
-        except ImportError:  # _connect() reports the missing package
-            ConnectionClosed = _NeverRaised  # noqa: N806
+        ConnectionClosed = closed_error()  # noqa: N806
 
         cfg = turn.config
         fmt_in = cfg["input_audio_format"]
@@ -304,29 +251,3 @@ class OpenAIRealtime(Upstream):
             self.usage = reported
             self.close()
         yield UpEvent("usage", usage=reported)
-
-    def close(self) -> None:
-        opening, self._opening = self._opening, None
-        if opening is not None:  # prepared but never run (governance refused, bad audio…)
-            opening.add_done_callback(_close_opened)
-            if self._permit is not None:
-                self._permit.neutral()
-                self._permit = None
-        ws, self.ws = self.ws, None
-        if ws is not None:
-            try:
-                ws.close()
-            except Exception:  # noqa: BLE001 - best effort
-                pass
-
-
-def _close_opened(future: Any) -> None:
-    if future.exception() is None:
-        try:
-            future.result().close()
-        except Exception:  # noqa: BLE001 - best effort
-            pass
-
-
-class _NeverRaised(Exception):
-    pass
