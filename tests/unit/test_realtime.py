@@ -382,7 +382,9 @@ def test_sender_posts_audio_after_the_events_queued_before_it_but_not_after_text
     class SlowConns:  # main-lane posts take a while, as @connections does under load
         def post(self, conn: str, data: bytes) -> None:
             event = json.loads(data)
-            if event["type"] != "response.audio.delta":
+            if event["type"] == "response.audio_transcript.delta":
+                time.sleep(1.0)  # far longer than the audio lane needs to wake up, even on a busy machine
+            elif event["type"] != "response.audio.delta":
                 time.sleep(0.05)
             posted.append(event["type"])
 
