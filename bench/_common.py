@@ -10,8 +10,9 @@ import os
 import platform
 import statistics
 import sys
+import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -61,6 +62,21 @@ def reset_process_state() -> None:
         resets.reset_all()
     except ImportError:
         pass
+
+
+def rounds(warmup: int, n: int, budget_s: float, on_start: Callable[[], None] | None = None) -> Iterator[bool]:
+    """`warmup` rounds then up to `n` measured ones, stopping once the measured rounds have taken
+    `budget_s` (a busy machine; the caller reports the real n). Yields whether the round is
+    measured; `on_start` runs when the first measured round begins (e.g. to read a CPU counter)."""
+    deadline = float("inf")
+    for i in range(warmup + n):
+        if i == warmup:
+            if on_start is not None:
+                on_start()
+            deadline = time.monotonic() + budget_s
+        elif i > warmup and time.monotonic() > deadline:
+            return
+        yield i >= warmup
 
 
 def pct(values: Sequence[float], p: float) -> float:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench._common import BENCH_ENV, REPO, machine, ms, summary, table, verdict
+from bench._common import BENCH_ENV, REPO, machine, ms, rounds, summary, table, verdict
 from bench.fake_openai import FakeOpenAIProcess
 
 TARGET_P99_MS = 5.0
@@ -196,32 +196,26 @@ def _measure_block(gw: GatewayProcess, fake_url: str, catalog: str, pairs: int, 
         aws_ms: list[float] = []
         calls: list[int] = []
         gc.collect()
-        cpu_start = 0.0
-        deadline = float("inf")
-        for i in range(warmup + pairs):
-            if i == warmup:
-                cpu_start = gw.cpu_seconds()
-                deadline = time.monotonic() + BUDGET_S
-            elif i > warmup and time.monotonic() > deadline:
-                break
+        cpu: dict[str, float] = {}
+        for measured in rounds(warmup, pairs, BUDGET_S, on_start=lambda: cpu.update(start=gw.cpu_seconds())):
             t0 = perf()
             r = direct.post(direct_chat, content=direct_payload, headers=direct_headers)
             t1 = perf()
             if r.status_code != 200:
                 raise RuntimeError(f"direct request failed: {r.status_code}")
-            if i >= warmup:
+            if measured:
                 d_ms.append((t1 - t0) / 1e6)
             t0 = perf()
             r = client.post(url, content=gw_payload, headers=gw_headers)
             t1 = perf()
             if r.status_code != 200:
                 raise RuntimeError(f"gateway request failed: {r.status_code} {r.text[:300]}")
-            if i >= warmup:
+            if measured:
                 g_ms.append((t1 - t0) / 1e6)
                 aws_ms.append(float(r.headers.get("x-bench-aws-ms", "0")))
                 calls.append(int(r.headers.get("x-bench-aws-calls", "0")))
         n = len(d_ms)
-        cpu_ms = (gw.cpu_seconds() - cpu_start) * 1000 / max(1, n)
+        cpu_ms = (gw.cpu_seconds() - cpu["start"]) * 1000 / max(1, n)
     own = [g - a for g, a in zip(g_ms, aws_ms)]
     d, g, o = summary(d_ms), summary(g_ms), summary(own)
     return {

@@ -28,6 +28,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from bench._common import machine, ms, summary, table, verdict
+from bench._common import rounds as measured_rounds  # `rounds` names the count here
 
 TARGET_TTFT_MS = 2.0
 TARGET_STREAM_P99_MS = 5.0
@@ -100,24 +101,18 @@ def measure(rounds: int = ROUNDS, warmup: int = WARMUP) -> dict[str, Any]:
                 d_all: list[float] = []
                 g_ttft: list[float] = []
                 g_all: list[float] = []
-                cpu0 = 0.0
+                cpu: dict[str, float] = {}
                 gc.collect()
-                deadline = float("inf")
-                for i in range(warmup + rounds):
-                    if i == warmup:
-                        cpu0 = gw.cpu_seconds()
-                        deadline = time.monotonic() + BUDGET_S
-                    elif i > warmup and time.monotonic() > deadline:
-                        break
+                for measured in measured_rounds(warmup, rounds, BUDGET_S, on_start=lambda: cpu.update(start=gw.cpu_seconds())):
                     a, b = timed_stream(direct, direct_url, direct_payload, direct_headers)
                     c, d = timed_stream(client, url, gw_payload, gw_headers)
-                    if i >= warmup:
+                    if measured:
                         d_ttft.append(a)
                         d_all.append(b)
                         g_ttft.append(c)
                         g_all.append(d)
                 n = len(d_ttft)
-                v: dict[str, Any] = {"rounds": n, "cpu_ms": (gw.cpu_seconds() - cpu0) * 1000 / max(1, n),
+                v: dict[str, Any] = {"rounds": n, "cpu_ms": (gw.cpu_seconds() - cpu["start"]) * 1000 / max(1, n),
                                      "direct": {"ttft": summary(d_ttft), "all": summary(d_all)}}
             for key, g, dd in (("ttft", g_ttft, d_ttft), ("all", g_all, d_all)):
                 gs, ds = summary(g), summary(dd)
