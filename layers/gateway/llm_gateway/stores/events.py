@@ -44,15 +44,20 @@ class EventSink:
         if behind is not None:
             behind.event_entries(pending)
             return 0
-        failed = 0
-        eb = client("events")
-        for start in range(0, len(pending), MAX_ENTRIES):
-            batch = pending[start:start + MAX_ENTRIES]
-            for attempt in range(2):
-                resp = eb.put_events(Entries=batch)
-                if not resp.get("FailedEntryCount"):
-                    batch = []
-                    break
-                batch = [entry for entry, result in zip(batch, resp.get("Entries", [])) if result.get("ErrorCode")]
-            failed += len(batch)
-        return failed
+        return put_entries(pending)
+
+
+def put_entries(entries: list[dict[str, Any]]) -> int:
+    """`PutEvents`, ten entries a call, the failed ones retried once; returns how many failed."""
+    failed = 0
+    eb = client("events")
+    for start in range(0, len(entries), MAX_ENTRIES):
+        batch = entries[start:start + MAX_ENTRIES]
+        for _ in range(2):
+            resp = eb.put_events(Entries=batch)
+            if not resp.get("FailedEntryCount"):
+                batch = []
+                break
+            batch = [entry for entry, result in zip(batch, resp.get("Entries", [])) if result.get("ErrorCode")]
+        failed += len(batch)
+    return failed

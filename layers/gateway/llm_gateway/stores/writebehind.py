@@ -23,7 +23,6 @@ import time
 from typing import Any
 
 MAX_BATCH_WRITE = 25
-MAX_EVENTS = 10
 
 
 def active() -> bool:
@@ -144,16 +143,12 @@ class WriteBehind:
 
     @staticmethod
     def _send_events(entries: list[dict[str, Any]]) -> None:
-        from llm_gateway.stores.aws import client
+        from llm_gateway.observability import logger
+        from llm_gateway.stores.events import put_entries
 
-        eb = client("events")
-        for start in range(0, len(entries), MAX_EVENTS):
-            batch = entries[start:start + MAX_EVENTS]
-            for _ in range(2):
-                resp = eb.put_events(Entries=batch)
-                if not resp.get("FailedEntryCount"):
-                    break
-                batch = [entry for entry, result in zip(batch, resp.get("Entries", [])) if result.get("ErrorCode")]
+        failed = put_entries(entries)
+        if failed:
+            logger.error("write-behind audit events not delivered", extra={"count": failed})
 
 
 _instance: WriteBehind | None = None
