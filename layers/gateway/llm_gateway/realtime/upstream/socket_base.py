@@ -14,6 +14,7 @@ handshake in `_start()` (Gemini Live sends its setup and waits for `setupComplet
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from concurrent.futures import Future
 from typing import Any
 
@@ -36,11 +37,13 @@ class SocketUpstream(Upstream):
 
     # ------------------------------------------------------------ what a provider defines
 
+    @abstractmethod
     def url(self) -> str:
-        raise NotImplementedError
+        """The provider socket's URL."""
 
+    @abstractmethod
     def _headers(self) -> dict[str, str]:
-        raise NotImplementedError
+        """The handshake's headers, credentials included."""
 
     def _start(self, url: str, config: dict[str, Any]) -> Future:
         """The background work `prepare()` starts: by default the handshake alone."""
