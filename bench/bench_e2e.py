@@ -178,6 +178,16 @@ def measure(pairs: int = PAIRS, warmup: int = WARMUP) -> dict[str, Any]:
     return out
 
 
+def _timed_post(client: Any, url: str, payload: bytes, headers: dict[str, str], what: str) -> tuple[float, Any]:
+    """(ms, response) of one POST; a non-200 answer stops the benchmark."""
+    t0 = time.perf_counter_ns()
+    r = client.post(url, content=payload, headers=headers)
+    took = (time.perf_counter_ns() - t0) / 1e6
+    if r.status_code != 200:
+        raise RuntimeError(f"{what} request failed: {r.status_code} {r.text[:300]}")
+    return took, r
+
+
 def _measure_block(gw: GatewayProcess, fake_url: str, catalog: str, pairs: int, warmup: int,
                    gw_headers: dict[str, str], direct_headers: dict[str, str]) -> dict[str, Any]:
     import httpx
@@ -190,7 +200,6 @@ def _measure_block(gw: GatewayProcess, fake_url: str, catalog: str, pairs: int, 
         first = client.post(url, content=gw_payload, headers=gw_headers)
         if first.status_code != 200 or first.json().get("provider") != "openai":
             raise RuntimeError(f"gateway answered {first.status_code}: {first.text[:500]}")
-        perf = time.perf_counter_ns
         d_ms: list[float] = []
         g_ms: list[float] = []
         aws_ms: list[float] = []
@@ -198,20 +207,12 @@ def _measure_block(gw: GatewayProcess, fake_url: str, catalog: str, pairs: int, 
         gc.collect()
         cpu: dict[str, float] = {}
         for measured in rounds(warmup, pairs, BUDGET_S, on_start=lambda: cpu.update(start=gw.cpu_seconds())):
-            t0 = perf()
-            r = direct.post(direct_chat, content=direct_payload, headers=direct_headers)
-            t1 = perf()
-            if r.status_code != 200:
-                raise RuntimeError(f"direct request failed: {r.status_code}")
+            took, _ = _timed_post(direct, direct_chat, direct_payload, direct_headers, "direct")
             if measured:
-                d_ms.append((t1 - t0) / 1e6)
-            t0 = perf()
-            r = client.post(url, content=gw_payload, headers=gw_headers)
-            t1 = perf()
-            if r.status_code != 200:
-                raise RuntimeError(f"gateway request failed: {r.status_code} {r.text[:300]}")
+                d_ms.append(took)
+            took, r = _timed_post(client, url, gw_payload, gw_headers, "gateway")
             if measured:
-                g_ms.append((t1 - t0) / 1e6)
+                g_ms.append(took)
                 aws_ms.append(float(r.headers.get("x-bench-aws-ms", "0")))
                 calls.append(int(r.headers.get("x-bench-aws-calls", "0")))
         n = len(d_ms)
